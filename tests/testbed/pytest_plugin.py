@@ -1,0 +1,1 @@
+"""pytest fixtures for PostgreSQL, Kafka and Prometheus (filled in by the test bed work)."""
