@@ -199,13 +199,15 @@ def pid_alive(pid: int, start_time: int | None = None) -> bool:
     return current is not None and (start_time is None or current == start_time)
 
 
-def kill_group(pid: int, start_time: int | None = None, timeout: float = 20.0) -> None:
-    """SIGTERM the process group led by ``pid``, wait, then SIGKILL what is left."""
+def kill_group(
+    pid: int, start_time: int | None = None, timeout: float = 20.0, sig: int = signal.SIGTERM
+) -> None:
+    """Send ``sig`` (SIGTERM) to the process group led by ``pid``, wait, then SIGKILL what is left."""
     if not pid_alive(pid, start_time):
         return
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+    for signum, wait in ((sig, timeout), (signal.SIGKILL, 5.0)):
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, sig)
+            os.killpg(pid, signum)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             with contextlib.suppress(ChildProcessError):
@@ -226,8 +228,12 @@ class ManagedProcess:
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
         owned: bool = True,
+        user: str | None = None,
+        stop_signal: int = signal.SIGTERM,
     ) -> None:
         self.argv = [str(a) for a in argv]
+        self.user = user
+        self.stop_signal = stop_signal
         self.log_file = Path(log_file)
         self.env = env
         self.cwd = cwd
@@ -250,6 +256,7 @@ class ManagedProcess:
                 env=self.env,
                 cwd=self.cwd,
                 start_new_session=True,
+                user=self.user,
                 preexec_fn=_die_with_parent if self.owned else None,
             )
         self.pid = self.popen.pid
@@ -259,9 +266,11 @@ class ManagedProcess:
         return self
 
     @classmethod
-    def adopt(cls, pid: int, start_time: int | None, log_file: Path) -> ManagedProcess:
+    def adopt(
+        cls, pid: int, start_time: int | None, log_file: Path, stop_signal: int = signal.SIGTERM
+    ) -> ManagedProcess:
         """Represent a process started by another command (``testbed up``)."""
-        proc = cls([], log_file=log_file, owned=False)
+        proc = cls([], log_file=log_file, owned=False, stop_signal=stop_signal)
         proc.pid, proc.start_time = pid, start_time
         return proc
 
@@ -278,7 +287,7 @@ class ManagedProcess:
     def stop(self, timeout: float = 20.0) -> None:
         if self.pid is None:
             return
-        kill_group(self.pid, self.start_time, timeout)
+        kill_group(self.pid, self.start_time, timeout, self.stop_signal)
         if self.popen is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout=1)
@@ -402,6 +411,8 @@ class Component:
     name: ClassVar[str] = "component"
     #: seconds wait_healthy() waits by default
     start_timeout: ClassVar[float] = 60.0
+    #: signal that asks the component's processes to shut down cleanly
+    stop_signal: ClassVar[int] = signal.SIGTERM
 
     def __init__(self, run: Run | None = None) -> None:
         self.run = run or Run.for_session()
@@ -429,6 +440,7 @@ class Component:
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
         log_suffix: str = "",
+        user: str | None = None,
     ) -> ManagedProcess:
         """Start a process of this component (detached if the run is, else owned by this process)."""
         proc = ManagedProcess(
@@ -437,6 +449,8 @@ class Component:
             env=env,
             cwd=cwd,
             owned=not self.run.detached,
+            user=user,
+            stop_signal=self.stop_signal,
         ).start()
         self.procs.append(proc)
         return proc
@@ -518,7 +532,7 @@ class Component:
         run = Run(record["run"], detached=True)
         comp = cls.restore(run, record["info"])
         comp.procs = [
-            ManagedProcess.adopt(p["pid"], p.get("start_time"), Path(record["log"]))
+            ManagedProcess.adopt(p["pid"], p.get("start_time"), Path(record["log"]), cls.stop_signal)
             for p in record.get("processes", [])
         ]
         return comp

@@ -1,0 +1,190 @@
+"""PostgreSQL from the Debian package: initdb into a temporary directory, one server on a free port.
+
+The superuser is ``todo`` with a random password (scram-sha-256 over TCP).  PostgreSQL refuses to
+run as root, so when the test bed runs as root the server runs as the ``postgres`` system user that
+Debian's package creates.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from testbed.core import Component, ComponentError, MissingTool, Run, free_port, pid_alive, register
+
+HOW = "install Debian's PostgreSQL: apt-get install -y postgresql (initdb lives in /usr/lib/postgresql/*/bin)"
+
+
+def pg_bindir() -> Path:
+    """The bin directory holding initdb and postgres (newest installed major version)."""
+    override = os.environ.get("TESTBED_PG_BINDIR")
+    if override:
+        cands = [override]
+    else:
+        cands = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name))
+        cands.reverse()
+        which = shutil.which("initdb")
+        if which:
+            cands.append(str(Path(which).parent))
+    for cand in cands:
+        if (Path(cand) / "initdb").is_file() and (Path(cand) / "postgres").is_file():
+            return Path(cand)
+    raise MissingTool("initdb/postgres", HOW)
+
+
+def ensure_tool() -> Path:
+    return pg_bindir()
+
+
+def _run_as() -> str | None:
+    """PostgreSQL cannot run as root; use the package's system user then."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError as exc:
+        raise MissingTool("postgres system user", HOW) from exc
+    return "postgres"
+
+
+def _remove_abandoned_datadirs() -> None:
+    """Data directories of pytest runs that died without tearing down."""
+    for path in Path(tempfile.gettempdir()).glob("testbed-pg-pytest-*-*"):
+        pid = path.name.split("-")[3]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@register("postgres", default=True, order=10)
+class Postgres(Component):
+    name = "postgres"
+    start_timeout = 60.0
+    stop_signal = signal.SIGINT  # "fast" shutdown: do not wait for clients to disconnect
+
+    user = "todo"
+
+    def __init__(self, run: Run | None = None) -> None:
+        super().__init__(run)
+        self.host = "127.0.0.1"
+        self.port = 0
+        self.password = secrets.token_urlsafe(18)
+        self.datadir: Path | None = None
+
+    # -- connection facts -----------------------------------------------------------------------
+    def dsn(self, db: str = "postgres") -> str:
+        return f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/{db}"
+
+    def create_database(self, name: str) -> str:
+        """Create (or re-create, empty) database ``name`` and return its DSN."""
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.dsn(), autocommit=True, connect_timeout=10) as conn:
+            ident = sql.Identifier(name)
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(ident))
+        return self.dsn(name)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        bindir = pg_bindir()
+        as_user = _run_as()
+        if self.datadir is None or not (self.datadir / "PG_VERSION").exists():
+            self._initdb(bindir, as_user)
+        if not self.port:
+            self.port = free_port()
+        self.spawn(
+            [
+                bindir / "postgres",
+                "-D", self.datadir,
+                "-c", f"port={self.port}",
+                "-c", f"listen_addresses={self.host}",
+                "-c", f"unix_socket_directories={self.datadir}",
+                "-c", "fsync=off",
+                "-c", "synchronous_commit=off",
+                "-c", "full_page_writes=off",
+                "-c", "max_connections=200",
+                "-c", "shared_buffers=64MB",
+                "-c", "logging_collector=off",
+            ],
+            user=as_user,
+        )  # fmt: skip
+        self.wait_healthy()
+
+    def _initdb(self, bindir: Path, as_user: str | None) -> None:
+        _remove_abandoned_datadirs()
+        # a temporary directory rather than the repo: the postgres user may not reach the repo
+        base = Path(tempfile.mkdtemp(prefix=f"testbed-pg-{self.run.name}-"))
+        datadir = base / "data"
+        pwfile = base / "pw"
+        pwfile.write_text(self.password + "\n")
+        if as_user:
+            ent = pwd.getpwnam(as_user)
+            for path in (base, pwfile):
+                os.chown(path, ent.pw_uid, ent.pw_gid)
+        argv = [
+            str(bindir / "initdb"),
+            "-D", str(datadir),
+            "--username", self.user,
+            "--pwfile", str(pwfile),
+            "--auth-host=scram-sha-256",
+            "--auth-local=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+        ]  # fmt: skip
+        with open(self.log_path("-initdb"), "wb") as log:
+            result = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, user=as_user, check=False)
+        pwfile.unlink()
+        if result.returncode != 0:
+            raise ComponentError(f"initdb failed (code {result.returncode}); see {self.log_path('-initdb')}")
+        self.datadir = datadir
+
+    def stop(self) -> None:
+        super().stop()
+
+    def destroy(self) -> None:
+        """Stop and remove the data directory."""
+        self.stop()
+        if self.datadir is not None:
+            shutil.rmtree(self.datadir.parent, ignore_errors=True)
+
+    def is_healthy(self) -> bool:
+        import psycopg
+
+        with psycopg.connect(self.dsn(), connect_timeout=3) as conn:
+            return conn.execute("SELECT 1").fetchone() == (1,)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password,
+            "dsn": self.dsn(),
+            "datadir": str(self.datadir) if self.datadir else None,
+        }
+
+    def env(self) -> dict[str, str]:
+        return {
+            "TESTBED_PG_HOST": self.host,
+            "TESTBED_PG_PORT": str(self.port),
+            "TESTBED_PG_USER": self.user,
+            "TESTBED_PG_PASSWORD": self.password,
+            "TESTBED_PG_DSN": self.dsn(),
+        }
+
+    @classmethod
+    def restore(cls, run: Run, info: dict[str, Any]) -> Postgres:
+        comp = cls(run)
+        comp.host, comp.port, comp.password = info["host"], int(info["port"]), info["password"]
+        comp.datadir = Path(info["datadir"]) if info.get("datadir") else None
+        return comp
