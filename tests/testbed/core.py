@@ -455,6 +455,12 @@ class Component:
         self.procs.append(proc)
         return proc
 
+    def started(self) -> None:
+        """Call at the end of start(): a detached instance (``testbed up``, or one a test restarted
+        after reusing it) is recorded in state.json with its new pids."""
+        if self.run.detached:
+            update_state(self.name, self)
+
     def processes_alive(self) -> bool:
         return bool(self.procs) and all(p.alive() for p in self.procs)
 

@@ -118,6 +118,7 @@ class Postgres(Component):
             user=as_user,
         )  # fmt: skip
         self.wait_healthy()
+        self.started()
 
     def _initdb(self, bindir: Path, as_user: str | None) -> None:
         _remove_abandoned_datadirs()
