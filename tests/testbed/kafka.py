@@ -14,6 +14,7 @@ versioned cache.  ``stop()``/``start()``/``restart()`` keep ports, users and dat
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import ipaddress
 import os
 import re
@@ -68,9 +69,14 @@ def _pom_version() -> str:
     return KAFKA_VERSION
 
 
+def tool_version() -> str:
+    """Kafka version plus a digest of the pom, so editing the pom gives a fresh cache entry."""
+    digest = hashlib.sha256(POM.read_bytes()).hexdigest()[:8]
+    return f"{_pom_version()}-{digest}"
+
+
 def ensure_tool() -> Path:
     """The cache dir holding lib/*.jar of the pinned Kafka (downloaded once with Maven)."""
-    _pom_version()
 
     def build(tmp: Path) -> None:
         mvn = shutil.which("mvn")
@@ -87,7 +93,7 @@ def ensure_tool() -> Path:
             tail = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
             raise ComponentError(f"mvn could not fetch Kafka {KAFKA_VERSION} from Maven Central:\n{tail}")
 
-    return ensure_cached("kafka", KAFKA_VERSION, build)
+    return ensure_cached("kafka", tool_version(), build)
 
 
 register_tool("kafka", ensure_tool)
