@@ -1,0 +1,82 @@
+"""Command-line entry points of the image: ``todo-service <service>`` and ``todo-migrate <service>|all``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from todo.common.migrations import PACKAGES, upgrade
+
+#: service name (docs/contracts.md) -> package under todo.
+SERVICES = {
+    "backend": "backend",
+    "audit": "audit",
+    "recurring-task": "recurring",
+    "notification": "notification",
+    "sync": "sync",
+}
+
+
+def _package(name: str) -> str:
+    if name in SERVICES:
+        return SERVICES[name]
+    if name in PACKAGES:
+        return name
+    raise SystemExit(f"unknown service {name!r}; choose one of: {', '.join(SERVICES)}")
+
+
+def serve_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="todo-service", description="Run one Todo service (uvicorn).")
+    parser.add_argument("service", help=" | ".join(SERVICES))
+    parser.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))  # noqa: S104 - a container
+    parser.add_argument("--port", type=int, default=None, help="default $PORT or 8000")
+    args = parser.parse_args(argv)
+    package = _package(args.service)
+    try:
+        port = args.port or int(os.environ.get("PORT", "8000"))
+    except ValueError:
+        raise SystemExit("PORT must be an integer") from None
+
+    import uvicorn
+
+    module = importlib.import_module(f"todo.{package}.app")
+    try:
+        app = module.create_app()
+    except ValueError as exc:  # invalid settings (pydantic ValidationError is a ValueError)
+        raise SystemExit(f"todo-service {args.service}: invalid configuration: {exc}") from None
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=port,
+        workers=1,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        timeout_graceful_shutdown=20,
+    )
+
+
+def migrate_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="todo-migrate", description="Apply Alembic migrations.")
+    parser.add_argument("service", help=" | ".join(SERVICES) + " | all")
+    parser.add_argument("--revision", default="head")
+    args = parser.parse_args(argv)
+    from todo.common.logging import configure_logging
+    from todo.common.settings import ServiceSettings
+
+    configure_logging("migrate", os.environ.get("LOG_LEVEL", "INFO"))
+    try:
+        settings = ServiceSettings()
+    except ValueError as exc:
+        raise SystemExit(f"todo-migrate: invalid configuration: {exc}") from None
+    url = settings.database_url.get_secret_value()
+    packages = list(dict.fromkeys(SERVICES.values())) if args.service == "all" else [_package(args.service)]
+    for package in packages:
+        upgrade(package, url, args.revision)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(serve_main())

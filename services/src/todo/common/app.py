@@ -1,0 +1,97 @@
+"""The app factory every service's ``create_app()`` calls."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+
+from todo.common.dapr import DaprClient
+from todo.common.db import Database
+from todo.common.errors import install_error_handlers
+from todo.common.health import ReadinessCheck, add_health_routes, database_ready, sidecar_ready
+from todo.common.logging import configure_logging, get_logger
+from todo.common.metrics import MetricsMiddleware, metrics_endpoint
+from todo.common.middleware import RequestContextMiddleware
+from todo.common.settings import ServiceSettings
+
+#: A hook gets the app; startup hooks may return a coroutine to run as a background task for the
+#: app's lifetime (e.g. an outbox relay), cancelled at shutdown.
+StartupHook = Callable[[FastAPI], Awaitable[Awaitable[Any] | None]]
+ShutdownHook = Callable[[FastAPI], Awaitable[None]]
+
+_log = get_logger("todo.app")
+
+
+def create_service_app(
+    *,
+    service: str,
+    settings: ServiceSettings,
+    title: str,
+    description: str = "",
+    version: str = "0.1.0",
+    routers: Sequence[APIRouter] = (),
+    on_startup: Sequence[StartupHook] = (),
+    on_shutdown: Sequence[ShutdownHook] = (),
+    extra_ready_checks: dict[str, ReadinessCheck] | None = None,
+    openapi_tags: list[dict[str, Any]] | None = None,
+) -> FastAPI:
+    """Build a FastAPI app with logging, metrics, request context, problem+json errors, health,
+    a database (``app.state.db``) and a Dapr client (``app.state.dapr``) already wired."""
+    configure_logging(service, settings.log_level)
+    background: list[asyncio.Task[Any]] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for hook in on_startup:
+            work = await hook(app)
+            if work is not None:
+                background.append(asyncio.create_task(work, name=f"{service}-background"))
+        _log.info("service started", version=version)
+        try:
+            yield
+        finally:
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            background.clear()
+            for hook in on_shutdown:
+                await hook(app)
+            await app.state.dapr.aclose()
+            await app.state.db.dispose()
+            _log.info("service stopped")
+
+    app = FastAPI(
+        title=title, description=description, version=version, lifespan=lifespan, openapi_tags=openapi_tags
+    )
+    app.state.service = service
+    app.state.settings = settings
+    app.state.db = Database(
+        settings.database_url.get_secret_value(),
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        application_name=service,
+    )
+    app.state.dapr = DaprClient(
+        settings.dapr_url,
+        settings.dapr_api_token.get_secret_value() if settings.dapr_api_token else None,
+    )
+    install_error_handlers(app)
+    checks: dict[str, ReadinessCheck] = {"database": database_ready}
+    if settings.dapr_ready_check:
+        checks["sidecar"] = sidecar_ready
+    checks.update(extra_ready_checks or {})
+    add_health_routes(app, checks)
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+    for router in routers:
+        app.include_router(router)
+    if settings.instrumentation:
+        # added last = outermost: the request context is bound before metrics and handlers run
+        app.add_middleware(MetricsMiddleware, router_app=app.router)
+        app.add_middleware(RequestContextMiddleware)
+    return app

@@ -1,0 +1,89 @@
+"""JWT (HS256) access tokens and the FastAPI dependency that yields the current user id."""
+
+from __future__ import annotations
+
+import hmac
+import time
+import uuid
+from typing import Annotated
+
+import jwt
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from todo.common.context import bind
+from todo.common.errors import ProblemError
+
+ALGORITHM = "HS256"
+_bearer = HTTPBearer(auto_error=False, description="JWT from POST /api/auth/login")
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def create_access_token(user_id: uuid.UUID, secret: str, ttl_seconds: int = 3600) -> str:
+    now = int(time.time())
+    claims = {"sub": str(user_id), "iat": now, "exp": now + ttl_seconds, "typ": "access"}
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def decode_access_token(token: str, secret: str) -> uuid.UUID:
+    """Return the user id of a valid token; raise ProblemError(401) otherwise."""
+    try:
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp", "iat"]})
+    except jwt.ExpiredSignatureError:
+        raise ProblemError(
+            401, "expired-token", "The access token has expired.", headers=_CHALLENGE
+        ) from None
+    except jwt.InvalidSignatureError:
+        raise ProblemError(
+            401, "invalid-token", "The access token signature is invalid.", headers=_CHALLENGE
+        ) from None
+    except jwt.PyJWTError:
+        raise ProblemError(
+            401, "invalid-token", "The access token is malformed.", headers=_CHALLENGE
+        ) from None
+    try:
+        return uuid.UUID(str(claims["sub"]))
+    except ValueError:
+        raise ProblemError(
+            401, "invalid-token", "The access token names no valid user.", headers=_CHALLENGE
+        ) from None
+
+
+def jwt_secret_of(request: Request) -> str:
+    secret = request.app.state.settings.jwt_secret
+    if secret is None:
+        raise ProblemError(503, "auth-unavailable", "Authentication is not configured on this service.")
+    return secret.get_secret_value()
+
+
+async def current_user_id(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> uuid.UUID:
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        raise ProblemError(
+            401, "missing-token", "An Authorization: Bearer <token> header is required.", headers=_CHALLENGE
+        )
+    user_id = decode_access_token(credentials.credentials, jwt_secret_of(request))
+    bind(user_id=user_id)
+    return user_id
+
+
+CurrentUser = Annotated[uuid.UUID, Depends(current_user_id)]
+
+
+def token_matches(presented: str | None, expected: str | None) -> bool:
+    """Constant-time comparison of a presented shared token (e.g. dapr-api-token) with the expected one."""
+    if not presented or not expected:
+        return False
+    return hmac.compare_digest(presented.encode(), expected.encode())
+
+
+async def require_app_token(request: Request) -> None:
+    """Dependency for internal endpoints reached through Dapr service invocation.
+
+    Dapr sends ``dapr-api-token: <APP_API_TOKEN>`` to the app when the app token is configured.
+    """
+    expected = request.app.state.settings.app_api_token
+    presented = request.headers.get("dapr-api-token")
+    if not token_matches(presented, expected.get_secret_value() if expected else None):
+        raise ProblemError(401, "invalid-app-token", "This endpoint is only reachable through Dapr.")

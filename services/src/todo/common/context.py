@@ -1,0 +1,102 @@
+"""Request id and W3C trace context: parsed from incoming requests/events, bound to the log context,
+and passed on to outgoing Dapr calls."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+@dataclass(frozen=True, slots=True)
+class TraceContext:
+    trace_id: str
+    span_id: str  # our own span: the parent of every outgoing call made while handling this work
+    flags: str = "01"
+
+    @property
+    def traceparent(self) -> str:
+        return f"00-{self.trace_id}-{self.span_id}-{self.flags}"
+
+
+request_id_var: ContextVar[str | None] = ContextVar("todo_request_id", default=None)
+trace_var: ContextVar[TraceContext | None] = ContextVar("todo_trace", default=None)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def clean_request_id(value: str | None) -> str:
+    """The caller's X-Request-ID if it is a sane token, else a fresh one (never log arbitrary input)."""
+    if value and _REQUEST_ID.match(value):
+        return value
+    return new_request_id()
+
+
+def trace_from_traceparent(value: str | None) -> TraceContext:
+    """Continue the caller's trace (new span id of our own) or start a new one."""
+    if value:
+        m = _TRACEPARENT.match(value.strip().lower())
+        if m and m.group(1) != "0" * 32 and m.group(2) != "0" * 16:
+            return TraceContext(m.group(1), secrets.token_hex(8), m.group(3))
+    return TraceContext(secrets.token_hex(16), secrets.token_hex(8))
+
+
+def bind_request(request_id: str, trace: TraceContext) -> None:
+    """Start a fresh log context for one request or one consumed event."""
+    request_id_var.set(request_id)
+    trace_var.set(trace)
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace.trace_id)
+
+
+def bind(**values: object) -> None:
+    """Add fields (user_id, task_id, event_id, event_type, ...) to the current log context."""
+    structlog.contextvars.bind_contextvars(
+        **{k: str(v) if isinstance(v, uuid.UUID) else v for k, v in values.items()}
+    )
+
+
+def outgoing_headers() -> dict[str, str]:
+    """Headers that carry the current request id and trace context to a downstream call."""
+    headers: dict[str, str] = {}
+    rid = request_id_var.get()
+    if rid:
+        headers["X-Request-ID"] = rid
+    trace = trace_var.get()
+    if trace:
+        headers["traceparent"] = trace.traceparent
+    return headers
+
+
+def event_extensions() -> dict[str, str]:
+    """CloudEvents extensions that carry the current request id and trace context into an event."""
+    ext: dict[str, str] = {}
+    trace = trace_var.get()
+    if trace is not None:
+        ext["traceparent"] = trace.traceparent
+    rid = request_id_var.get()
+    if rid:
+        ext["requestid"] = rid
+    return ext
+
+
+def bind_event(event: Any) -> None:
+    """Start the log context for handling an event (a dict or a parsed CloudEvent) from its
+    ``requestid`` / ``traceparent`` extensions (Dapr also sets ``traceparent`` on delivery)."""
+    get = event.get if isinstance(event, dict) else event.extensions.get
+    rid = get("requestid")
+    tp = get("traceparent")
+    bind_request(
+        clean_request_id(rid if isinstance(rid, str) else None),
+        trace_from_traceparent(tp if isinstance(tp, str) else None),
+    )

@@ -1,0 +1,131 @@
+"""One JSON object per line on stdout for everything: structlog loggers, stdlib loggers, uvicorn.
+
+Fields (docs/contracts.md): ``timestamp`` (RFC 3339 UTC), ``level``, ``service``, ``message``,
+``logger`` and, from the context variables bound per request/event, ``request_id``, ``trace_id``,
+``user_id``, ``task_id``, ``event_id``, ``event_type``; callers add ``duration_ms`` and ``error``.
+Secrets are redacted before rendering.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import orjson
+import structlog
+
+from todo.common.redaction import redact_event_dict
+
+_service_name = "todo"
+
+
+def _add_service(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    event_dict.setdefault("service", _service_name)
+    return event_dict
+
+
+def _event_to_message(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    if "event" in event_dict:
+        event_dict["message"] = str(event_dict.pop("event"))
+    return event_dict
+
+
+def _exception_to_error(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    # format_exc_info puts the traceback into "exception"; the contract field is "error".
+    exc = event_dict.pop("exception", None)
+    if exc is not None:
+        if "error" in event_dict:
+            event_dict["traceback"] = exc
+        else:
+            event_dict["error"] = exc
+    error = event_dict.get("error")
+    if isinstance(error, BaseException):
+        event_dict["error"] = f"{type(error).__name__}: {error}"
+    return event_dict
+
+
+def _level_name(_logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    level = event_dict.get("level") or method
+    event_dict["level"] = "warning" if level == "warn" else ("critical" if level == "fatal" else level)
+    return event_dict
+
+
+_FIRST = ("timestamp", "level", "service", "logger", "message")
+
+
+def _render_json(_logger: Any, _method: str, event_dict: dict[str, Any]) -> str:
+    ordered = {k: event_dict.pop(k) for k in _FIRST if k in event_dict}
+    ordered.update(event_dict)
+    return orjson.dumps(ordered, default=str).decode()
+
+
+def shared_processors() -> list[Any]:
+    """The chain every record goes through, structlog and stdlib alike (run once, in the formatter)."""
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        _level_name,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+        _add_service,
+        structlog.processors.format_exc_info,
+        _exception_to_error,
+        _event_to_message,
+        redact_event_dict,
+    ]
+
+
+class JSONLineFormatter(logging.Formatter):
+    """Formats structlog event dicts and plain stdlib records into the same JSON line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._chain = shared_processors()
+
+    def format(self, record: logging.LogRecord) -> str:
+        if isinstance(record.msg, dict) and hasattr(record, "_logger"):
+            event_dict = dict(record.msg)
+        else:
+            event_dict = {"event": record.getMessage(), "_record": record}
+            if record.exc_info:
+                event_dict["exc_info"] = record.exc_info
+        logger = logging.getLogger(record.name)
+        method = record.levelname.lower()
+        for proc in self._chain:
+            event_dict = proc(logger, method, event_dict)
+        event_dict.pop("_record", None)
+        event_dict.pop("_from_structlog", None)
+        return _render_json(logger, method, event_dict)
+
+
+def configure_logging(service: str, level: str = "INFO", stream: Any = None) -> None:
+    """Route structlog and stdlib logging (uvicorn included) through one JSON renderer on stdout."""
+    global _service_name
+    _service_name = service
+    numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(stream or sys.stdout)
+    handler.setFormatter(JSONLineFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "sqlalchemy", "alembic", "httpx"):
+        lg = logging.getLogger(name)
+        lg.handlers[:] = []
+        lg.propagate = True
+    # httpx logs every request (URL included) at INFO; the access log is written by our middleware.
+    for name in ("httpx", "httpcore", "uvicorn.access"):
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
+
+
+def get_logger(name: str) -> Any:
+    return structlog.stdlib.get_logger(name)

@@ -1,0 +1,94 @@
+"""Service configuration from the environment (pydantic-settings).
+
+Every secret may also be given as ``<NAME>_FILE`` naming a file that holds it (a mounted Kubernetes
+Secret); an explicit ``<NAME>`` variable wins over the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class FileSecretSource(PydanticBaseSettingsSource):
+    """Reads ``<FIELD>_FILE`` for every field: the variable names a file whose content is the value."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        path = os.environ.get(f"{field_name.upper()}_FILE")
+        if not path:
+            return None, field_name, False
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"{field_name.upper()}_FILE names an unreadable file: {exc.strerror}") from None
+        return text.strip(), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, key, _ = self.get_field_value(field, name)
+            if value is not None:
+                values[key] = value
+        return values
+
+
+def async_database_url(url: str) -> str:
+    """Accept ``postgresql://`` / ``postgres://`` URLs and return the SQLAlchemy asyncpg form."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    raise ValueError("DATABASE_URL must be a postgresql:// URL")
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service shares. Services subclass it to add their own fields."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    database_url: SecretStr = SecretStr("postgresql://todo@localhost:5432/todo")
+    jwt_secret: SecretStr | None = None
+    jwt_ttl_seconds: int = 3600
+    dapr_http_port: int = 3500
+    dapr_host: str = "127.0.0.1"
+    dapr_api_token: SecretStr | None = None
+    app_api_token: SecretStr | None = None
+    #: /readyz also checks the Dapr sidecar (turn off only for a service run without a sidecar).
+    dapr_ready_check: bool = True
+    log_level: str = "INFO"
+    #: Metrics and request logging middleware; off only for the instrumentation benchmark.
+    instrumentation: bool = True
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: SecretStr) -> SecretStr:
+        return SecretStr(async_database_url(value.get_secret_value()))
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @property
+    def dapr_url(self) -> str:
+        return f"http://{self.dapr_host}:{self.dapr_http_port}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, FileSecretSource(settings_cls)
