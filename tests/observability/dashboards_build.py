@@ -460,12 +460,10 @@ def reminders() -> dict:
 # Saved LogQL queries (also listed in docs/observability.md). Labels: namespace, service, level;
 # request_id and trace_id are structured metadata, the other fields stay in the JSON line.
 SAVED_QUERIES = {
-    "Task creation failed": (
-        '{namespace="$namespace", service="backend"} | json | message="task creation failed"'
-    ),
-    "Event publish failed": '{namespace="$namespace"} | json | message="event publish failed"',
+    "Task creation failed": '{namespace="$namespace", service="backend"} |= "task creation failed" | json',
+    "Event publish failed": '{namespace="$namespace"} |= "event publish failed" | json',
     "WebSocket connection lost": (
-        '{namespace="$namespace", service="sync"} | json | message="websocket connection lost"'
+        '{namespace="$namespace", service="sync"} |= "websocket connection lost" | json'
     ),
     "Everything for one request_id": '{namespace="$namespace"} | request_id="$request_id"',
     "Everything for one trace_id": '{namespace="$namespace"} | trace_id="$trace_id"',

@@ -19,7 +19,6 @@ from common import (
     substitute_grafana_vars,
 )
 from dashboards_build import BUILDERS, render_all
-
 from testbed.prometheus import promtool
 
 REQUIRED = {"service-overview", "event-processing", "websocket", "reminders", "logs"}
@@ -29,12 +28,14 @@ LOKI_LABELS = {"namespace", "service", "level"}
 def test_committed_dashboards_match_their_source() -> None:
     for name, text in render_all().items():
         path = DASHBOARDS_DIR / f"{name}.json"
-        assert path.read_text() == text, f"{path} is stale: run python tests/observability/dashboards_build.py"
+        assert path.read_text() == text, (
+            f"{path} is stale: run python tests/observability/dashboards_build.py"
+        )
     assert {p.stem for p in DASHBOARDS_DIR.glob("*.json")} == set(BUILDERS)
 
 
 def test_required_dashboards_exist_and_the_role_ships_them() -> None:
-    assert REQUIRED <= set(dashboards())
+    assert set(dashboards()) >= REQUIRED
     shipped = yaml.safe_load((MONITORING / "vars" / "main.yml").read_text())["_monitoring_dashboards"]
     assert set(shipped) == set(dashboards())
 
@@ -139,8 +140,13 @@ def check_logql(query: str) -> list[str]:
         labels = {label for label, _, _ in matchers}
         if labels - LOKI_LABELS:
             problems.append(f"selector uses labels Alloy does not promote: {sorted(labels - LOKI_LABELS)}")
-    for stage in re.split(r"\s\|\s", query.split("}", 1)[-1])[1:]:
-        if not re.match(r"(json|logfmt|\w+\s*(=|=~|!=)\s*\"|line_format|label_format)", stage.strip()):
+    pipeline = re.split(r"\s(?=\|[=~ ]|!=|!~)", query.split("}", 1)[-1])
+    for stage in (s.strip() for s in pipeline[1:]):
+        if not re.match(
+            r'(\|=|!=|\|~|!~)\s*"|\|\s*(json|logfmt|line_format|label_format)\b'
+            r'|\|\s*\w+\s*(==|=~|!=|!~|>=|<=|=|>|<)\s*("|\d)',
+            stage,
+        ):
             problems.append(f"unknown pipeline stage {stage!r}")
     return problems
 
@@ -153,3 +159,8 @@ def test_logql_queries_select_only_promoted_labels(title: str, query: str) -> No
 def test_logql_check_catches_an_id_used_as_label() -> None:
     assert check_logql('{namespace="todo", request_id="abc"}')
     assert check_logql('{namespace="todo"')
+
+
+def test_logql_check_knows_the_pipeline_stages() -> None:
+    assert check_logql('{namespace="todo"} |= "x" | json | status >= 400 | request_id="a"') == []
+    assert check_logql('{namespace="todo"} | frobnicate') != []
