@@ -129,8 +129,9 @@ class Hub:
         conn.close_reason = conn.close_reason or reason
         conn.closed.set()
 
-    def publish(self, user_id: str, message_type: str, body: dict[str, Any],
-                age_at_enqueue: float | None = None) -> int:
+    def publish(
+        self, user_id: str, message_type: str, body: dict[str, Any], age_at_enqueue: float | None = None
+    ) -> int:
         """Queue ``body`` for every connection of ``user_id``; returns how many took it."""
         peers = list(self._by_user.get(user_id, ()))
         if not peers:
@@ -157,7 +158,8 @@ class Hub:
             while not conn.closed.is_set():
                 getter = asyncio.ensure_future(conn.queue.get())
                 done, _ = await asyncio.wait(
-                    {getter, closed_wait}, timeout=self.heartbeat_interval,
+                    {getter, closed_wait},
+                    timeout=self.heartbeat_interval,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 if getter not in done:

@@ -1,0 +1,80 @@
+"""The notification service: a durable reminder schedule moved by task events, fired exactly once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Depends, FastAPI
+from pydantic import SecretStr
+
+from todo.common.app import create_service_app
+from todo.common.auth import require_app_token
+from todo.common.cloudevents import TOPIC_TASK_EVENTS
+from todo.common.consumer import EventConsumer, Subscription, add_subscriptions
+from todo.common.outbox import OutboxRelay
+from todo.common.settings import ServiceSettings
+from todo.notification.handlers import move_reminder
+from todo.notification.scheduler import ReminderScheduler, SmtpSettings
+from todo.notification.store import ProcessedEvent, ReminderOutbox
+
+SERVICE = "notification"
+SOURCE = "/todo/notification"
+EVENTS_ROUTE = "/events/task-events"
+
+
+class NotificationSettings(ServiceSettings):
+    #: How often each replica looks for due reminders (seconds).
+    reminder_poll_seconds: float = 0.5
+    #: E-mail channel: off unless SMTP_HOST is set.
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "todo@localhost"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    #: Recipient when the task snapshot carries no ``user_email``.
+    smtp_to: str | None = None
+
+    def smtp(self) -> SmtpSettings | None:
+        if not self.smtp_host:
+            return None
+        return SmtpSettings(
+            host=self.smtp_host,
+            port=self.smtp_port,
+            sender=self.smtp_from,
+            username=self.smtp_username,
+            password=self.smtp_password.get_secret_value() if self.smtp_password else None,
+            starttls=self.smtp_starttls,
+            default_to=self.smtp_to,
+        )
+
+
+def create_app(settings: NotificationSettings | None = None) -> FastAPI:
+    settings = settings or NotificationSettings()
+
+    async def start_relay(app: FastAPI) -> Any:
+        return app.state.relay.run()
+
+    async def start_scheduler(app: FastAPI) -> Any:
+        return app.state.scheduler.run()
+
+    async def start_email(app: FastAPI) -> Any:
+        return app.state.scheduler.run_emails() if settings.smtp() else None
+
+    app = create_service_app(
+        service=SERVICE,
+        settings=settings,
+        title="Todo notification service",
+        description="Keeps each task's reminder and publishes com.todo.reminder.due when it is due.",
+        on_startup=[start_relay, start_scheduler, start_email],
+    )
+    app.state.relay = OutboxRelay(app.state.db, ReminderOutbox, app.state.dapr)
+    app.state.scheduler = ReminderScheduler(
+        app.state.db, app.state.relay, poll_interval=settings.reminder_poll_seconds, smtp=settings.smtp()
+    )
+    consumer = EventConsumer(app.state.db, ProcessedEvent, app.state.dapr, TOPIC_TASK_EVENTS, SOURCE)
+    guard = [Depends(require_app_token)] if settings.app_api_token else []
+    app.add_api_route(EVENTS_ROUTE, consumer.endpoint(move_reminder), methods=["POST"],
+                      include_in_schema=False, dependencies=guard)
+    add_subscriptions(app, [Subscription(TOPIC_TASK_EVENTS, EVENTS_ROUTE)])
+    return app

@@ -1,0 +1,199 @@
+"""The sync service: an authenticated WebSocket that pushes every task change and reminder of a user
+to all of that user's connections on this replica. Every replica consumes every event (its Dapr
+component uses a consumer group of its own), so a user connected to any replica gets everything."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import Depends, FastAPI, Request, WebSocket
+from fastapi.responses import JSONResponse
+
+from todo.common.app import create_service_app
+from todo.common.auth import decode_access_token, require_app_token
+from todo.common.cloudevents import TOPIC_REMINDERS, TOPIC_TASK_EVENTS, InvalidEvent, parse_event
+from todo.common.consumer import EventStatus, Subscription, add_subscriptions, dapr_response
+from todo.common.context import bind, bind_event
+from todo.common.errors import ProblemError
+from todo.common.logging import get_logger
+from todo.common.metrics import (
+    EVENT_END_TO_END,
+    EVENT_PROCESSING,
+    EVENTS_CONSUMED,
+    WEBSOCKET_CONNECTIONS,
+    WEBSOCKET_DELIVERY,
+    WEBSOCKET_DISCONNECTS,
+    WEBSOCKET_MESSAGES_SENT,
+)
+from todo.common.settings import ServiceSettings
+from todo.sync.events import KNOWN_TYPES, RecentIds, UnroutableEvent, client_message
+from todo.sync.hub import Hub, Outgoing
+
+SERVICE = "sync"
+CLOSE_POLICY_VIOLATION = 1008
+_log = get_logger("todo.sync")
+
+
+class SyncSettings(ServiceSettings):
+    #: Seconds between heartbeat messages on an idle connection.
+    ws_heartbeat_seconds: float = 20.0
+    #: Messages queued for one connection before it counts as a slow client and is closed.
+    ws_max_queue: int = 256
+    #: Seconds one frame may take to go out before the client counts as slow.
+    ws_send_timeout_seconds: float = 10.0
+    #: The sync service keeps no tables; readiness then checks only the sidecar.
+    database_ready_check: bool = False
+
+
+class HubMetrics:
+    def connected(self) -> None:
+        WEBSOCKET_CONNECTIONS.inc()
+
+    def disconnected(self, reason: str) -> None:
+        WEBSOCKET_CONNECTIONS.dec()
+        WEBSOCKET_DISCONNECTS.labels(reason).inc()
+
+    def sent(self, message_type: str, delivery_seconds: float | None) -> None:
+        WEBSOCKET_MESSAGES_SENT.labels(message_type).inc()
+        if delivery_seconds is not None:
+            WEBSOCKET_DELIVERY.observe(max(0.0, delivery_seconds))
+
+
+def token_from(websocket: WebSocket) -> tuple[str | None, str | None]:
+    """(token, subprotocol to accept). ``Sec-WebSocket-Protocol: bearer, <jwt>`` or ``?token=<jwt>``."""
+    offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+    if len(offered) >= 2 and offered[0].lower() == "bearer":
+        return offered[1], offered[0]
+    if len(offered) == 1 and offered[0].count(".") == 2:
+        return offered[0], offered[0]
+    return websocket.query_params.get("token"), (offered[0] if offered else None)
+
+
+def create_app(settings: SyncSettings | None = None) -> FastAPI:
+    settings = settings or SyncSettings()
+    hub = Hub(
+        max_queue=settings.ws_max_queue,
+        send_timeout=settings.ws_send_timeout_seconds,
+        heartbeat_interval=settings.ws_heartbeat_seconds,
+        observer=HubMetrics(),
+    )
+    recent = RecentIds()
+
+    async def close_connections(_app: FastAPI) -> None:
+        await hub.close_all()
+
+    app = create_service_app(
+        service=SERVICE,
+        settings=settings,
+        title="Todo sync service",
+        description="WebSocket /ws: every task change and due reminder of the user, on all connections.",
+        on_shutdown=[close_connections],
+    )
+    app.state.hub = hub
+    if not settings.database_ready_check:
+        _drop_database_check(app)
+
+    @app.websocket("/ws")
+    async def websocket_endpoint(websocket: WebSocket) -> None:
+        token, subprotocol = token_from(websocket)
+        await websocket.accept(subprotocol=subprotocol)
+        try:
+            if not token:
+                raise ProblemError(401, "missing-token", "no token")
+            user_id = str(decode_access_token(token, _secret(app)))
+        except ProblemError:
+            WEBSOCKET_DISCONNECTS.labels("auth_failed").inc()
+            await websocket.close(code=CLOSE_POLICY_VIOLATION, reason="authentication failed")
+            return
+        bind(user_id=user_id)
+
+        async def send(payload: bytes) -> None:
+            await websocket.send_text(payload.decode())
+
+        async def close(code: int, reason: str) -> None:
+            await websocket.close(code=code, reason=reason)
+
+        conn = hub.connect(user_id, send, close)
+        writer = asyncio.create_task(hub.serve(conn))
+        reader = asyncio.create_task(_read(websocket, conn))
+        try:
+            await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await hub.disconnect(conn, "client_closed")
+            for task in (reader, writer):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def receive_event(request: Request) -> JSONResponse:
+        return dapr_response(await deliver(await request.body()))
+
+    async def deliver(body: bytes) -> EventStatus:
+        start = time.perf_counter()
+        try:
+            event = parse_event(orjson.loads(body))
+        except (orjson.JSONDecodeError, InvalidEvent) as exc:
+            EVENTS_CONSUMED.labels("unknown", "unknown", "poison").inc()
+            _log.warning("unusable event dropped to the dead-letter topic", error=str(exc))
+            return EventStatus.DROP
+        topic = event.topic or "unknown"
+        bind_event(event)
+        bind(event_id=event.id, event_type=event.type)
+        if event.type not in KNOWN_TYPES:
+            EVENTS_CONSUMED.labels(topic, event.type, "poison").inc()
+            return EventStatus.DROP
+        try:
+            user_id, message = client_message(event)
+        except UnroutableEvent as exc:
+            EVENTS_CONSUMED.labels(topic, event.type, "poison").inc()
+            _log.warning("unroutable event dropped to the dead-letter topic", error=str(exc))
+            return EventStatus.DROP
+        if recent.seen(event.id):
+            EVENTS_CONSUMED.labels(topic, event.type, "duplicate").inc()
+            return EventStatus.SUCCESS
+        age = (datetime.now(UTC) - event.time).total_seconds() if event.time else None
+        hub.publish(user_id, message["type"], message, age_at_enqueue=age)
+        EVENTS_CONSUMED.labels(topic, event.type, "processed").inc()
+        EVENT_PROCESSING.labels(topic, event.type).observe(time.perf_counter() - start)
+        if age is not None:
+            EVENT_END_TO_END.labels(topic, event.type).observe(max(0.0, age))
+        return EventStatus.SUCCESS
+
+    guard = [Depends(require_app_token)] if settings.app_api_token else []
+    for topic in (TOPIC_TASK_EVENTS, TOPIC_REMINDERS):
+        app.add_api_route(f"/events/{topic}", receive_event, methods=["POST"], include_in_schema=False,
+                          dependencies=guard, name=f"receive_{topic}")
+    add_subscriptions(app, [Subscription(TOPIC_TASK_EVENTS, f"/events/{TOPIC_TASK_EVENTS}"),
+                            Subscription(TOPIC_REMINDERS, f"/events/{TOPIC_REMINDERS}")])
+    app.state.deliver = deliver
+    return app
+
+
+def _secret(app: FastAPI) -> str:
+    secret = app.state.settings.jwt_secret
+    if secret is None:
+        raise ProblemError(503, "auth-unavailable", "JWT_SECRET is not configured")
+    return secret.get_secret_value()
+
+
+async def _read(websocket: WebSocket, conn: Any) -> None:
+    """Client -> server: ``ping`` gets a ``pong``; anything else is ignored. Ends on disconnect."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") == "ping":
+            conn.offer(Outgoing("pong", b'{"type":"pong"}'))
+
+
+def _drop_database_check(app: FastAPI) -> None:
+    """Sync has no tables: /readyz should not fail because PostgreSQL is down."""
+    app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) not in ("/healthz", "/readyz")]
+    from todo.common.health import add_health_routes, sidecar_ready
+
+    add_health_routes(app, {"sidecar": sidecar_ready} if app.state.settings.dapr_ready_check else {})
