@@ -211,11 +211,13 @@ def preflight(p, brokers, resolver=socket.getaddrinfo, connector=socket.create_c
                         tls_sock.do_handshake()
                 except ssl.SSLCertVerificationError as e:
                     errors["tls"].append(
-                        f"{broker}: certificate not trusted ({e.verify_message or e.reason})"
+                        f"{broker}: certificate not trusted ({getattr(e, 'verify_message', None) or e})"
                     )
                     continue
                 except ssl.SSLError as e:
-                    errors["tls"].append(f"{broker}: TLS handshake failed ({e.reason or e})")
+                    errors["tls"].append(
+                        f"{broker}: TLS handshake failed ({getattr(e, 'reason', None) or e})"
+                    )
                     continue
                 except OSError as e:
                     errors["tls"].append(f"{broker}: connection closed during the TLS handshake ({e})")

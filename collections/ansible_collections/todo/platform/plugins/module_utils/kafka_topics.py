@@ -152,6 +152,11 @@ def plan(desired, current, provider="external", state="present"):
 
 
 def _check_oci_retention(t):
+    extra = sorted(k for k in t["config"] if k != "retention.ms")
+    if extra:
+        raise SettingError(
+            "config", f"topic {t['name']}: OCI Streaming does not accept topic configs {', '.join(extra)}"
+        )
     retention = t["config"].get("retention.ms")
     if retention is None:
         return
@@ -161,12 +166,6 @@ def _check_oci_retention(t):
             "retention_ms",
             f"topic {t['name']}: OCI Streaming keeps messages between 24 hours ({OCI_RETENTION_MIN_MS}) "
             f"and 7 days ({OCI_RETENTION_MAX_MS}), got {value}",
-        )
-    extra = sorted(k for k in t["config"] if k != "retention.ms")
-    if extra:
-        raise SettingError(
-            "config",
-            "topic {}: OCI Streaming does not accept topic configs {}".format(t["name"], ", ".join(extra)),
         )
 
 
