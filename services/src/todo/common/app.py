@@ -37,10 +37,14 @@ def create_service_app(
     on_startup: Sequence[StartupHook] = (),
     on_shutdown: Sequence[ShutdownHook] = (),
     extra_ready_checks: dict[str, ReadinessCheck] | None = None,
+    check_database: bool = True,
     openapi_tags: list[dict[str, Any]] | None = None,
 ) -> FastAPI:
     """Build a FastAPI app with logging, metrics, request context, problem+json errors, health,
-    a database (``app.state.db``) and a Dapr client (``app.state.dapr``) already wired."""
+    a database (``app.state.db``) and a Dapr client (``app.state.dapr``) already wired.
+
+    ``check_database=False`` leaves the database out of /readyz (for a service without tables; the
+    engine is created lazily and never connects if unused)."""
     configure_logging(service, settings.log_level)
     background: list[asyncio.Task[Any]] = []
 
@@ -82,7 +86,7 @@ def create_service_app(
         settings.dapr_api_token.get_secret_value() if settings.dapr_api_token else None,
     )
     install_error_handlers(app)
-    checks: dict[str, ReadinessCheck] = {"database": database_ready}
+    checks: dict[str, ReadinessCheck] = {"database": database_ready} if check_database else {}
     if settings.dapr_ready_check:
         checks["sidecar"] = sidecar_ready
     checks.update(extra_ready_checks or {})

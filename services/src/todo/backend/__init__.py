@@ -1,0 +1,1 @@
+"""The Task API: users, tasks, the outbox of task events."""

@@ -1,0 +1,46 @@
+"""``create_app()`` of the backend (run by ``todo-service backend``)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any
+
+from fastapi import FastAPI
+
+from todo.backend.models import Outbox
+from todo.backend.routes import auth_router, internal_router, tasks_router
+from todo.backend.settings import BackendSettings
+from todo.common.app import create_service_app
+from todo.common.outbox import OutboxRelay
+
+DESCRIPTION = """Tasks of the Todo platform. Authenticate with `POST /api/auth/login` and send
+`Authorization: Bearer <token>`. Every change is published as a CloudEvent on the `task-events` topic.
+Errors are RFC 7807 `application/problem+json`."""
+
+
+def create_app(settings: BackendSettings | None = None) -> FastAPI:
+    settings = settings or BackendSettings()
+
+    async def start_relay(app: FastAPI) -> Awaitable[Any] | None:
+        if not settings.outbox_relay:
+            return None
+        relay = OutboxRelay(app.state.db, Outbox, app.state.dapr, batch_size=settings.outbox_batch_size)
+        app.state.relay = relay
+        return relay.run()
+
+    app = create_service_app(
+        service="backend",
+        settings=settings,
+        title="Todo backend",
+        description=DESCRIPTION,
+        routers=[auth_router, tasks_router, internal_router],
+        on_startup=[start_relay],
+        openapi_tags=[
+            {"name": "auth", "description": "Accounts and access tokens"},
+            {"name": "tasks", "description": "The current user's tasks"},
+            {"name": "internal", "description": "Service-to-service (Dapr invocation, app API token)"},
+            {"name": "health", "description": "Probes"},
+        ],
+    )
+    app.state.relay = None
+    return app

@@ -1,0 +1,121 @@
+"""Pure task rules: tag normalisation, priority ranks, sort keys and list cursors."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from todo.common.validation import storable_text
+
+MAX_TAGS = 10
+MAX_TAG_LENGTH = 50
+
+
+class Priority(StrEnum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+
+
+PRIORITY_RANK = {Priority.low: 1, Priority.medium: 2, Priority.high: 3}
+
+
+class Status(StrEnum):
+    pending = "pending"
+    completed = "completed"
+
+
+class Freq(StrEnum):
+    daily = "daily"
+    weekly = "weekly"
+    monthly = "monthly"
+    yearly = "yearly"
+
+
+class SortKey(StrEnum):
+    priority = "priority"
+    due = "due"
+    created = "created"
+    updated = "updated"
+
+
+class SortOrder(StrEnum):
+    asc = "asc"
+    desc = "desc"
+
+
+class TagsMatch(StrEnum):
+    all = "all"
+    any = "any"
+
+
+def normalize_tags(tags: list[str]) -> list[str]:
+    """Trim, lower-case and de-duplicate (first occurrence wins); at most 10 tags of 1–50 characters."""
+    result: list[str] = []
+    for raw in tags:
+        tag = storable_text(raw).strip().lower()
+        if not tag:
+            raise ValueError("tags must not be empty")
+        if len(tag) > MAX_TAG_LENGTH:
+            raise ValueError(f"a tag is at most {MAX_TAG_LENGTH} characters")
+        if "," in tag or any(ch.isspace() and ch != " " for ch in tag) or not tag.isprintable():
+            raise ValueError("tags must not contain commas or control characters")
+        if tag not in result:
+            result.append(tag)
+    if len(result) > MAX_TAGS:
+        raise ValueError(f"at most {MAX_TAGS} distinct tags")
+    return result
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Position after the last item of a page: the sort value of that item and its id."""
+
+    sort: SortKey
+    order: SortOrder
+    value: Any  # int (priority rank), datetime, or None (a task without due date)
+    task_id: uuid.UUID
+
+    def encode(self) -> str:
+        value = self.value.isoformat() if isinstance(self.value, datetime) else self.value
+        raw = orjson.dumps({"s": self.sort.value, "o": self.order.value, "v": value, "i": str(self.task_id)})
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str, sort: SortKey, order: SortOrder) -> Cursor:
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            data = orjson.loads(raw)
+            if not isinstance(data, dict):
+                raise InvalidCursor("not a cursor")
+            cur_sort, cur_order = SortKey(data["s"]), SortOrder(data["o"])
+            task_id = uuid.UUID(data["i"])
+            value = data["v"]
+        except (binascii.Error, ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+            raise InvalidCursor("the cursor is not valid; use next_cursor from a previous page") from None
+        if (cur_sort, cur_order) != (sort, order):
+            raise InvalidCursor("the cursor belongs to a different sort or order")
+        try:
+            if sort is SortKey.priority:
+                if not isinstance(value, int) or isinstance(value, bool) or value not in (1, 2, 3):
+                    raise InvalidCursor("the cursor is not valid")
+            elif value is not None or sort is not SortKey.due:
+                if not isinstance(value, str):
+                    raise InvalidCursor("the cursor is not valid")
+                value = datetime.fromisoformat(value)
+                if value.tzinfo is None:
+                    raise InvalidCursor("the cursor is not valid")
+        except ValueError:
+            raise InvalidCursor("the cursor is not valid") from None
+        return cls(sort, order, value, task_id)

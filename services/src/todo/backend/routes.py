@@ -1,0 +1,222 @@
+"""HTTP routes of the Task API (thin: validation by the schemas, logic in ``service``)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from pydantic import AfterValidator, Field
+
+from todo.backend import service
+from todo.backend.domain import Priority, SortKey, SortOrder, Status, TagsMatch, normalize_tags
+from todo.backend.schemas import (
+    LoginRequest,
+    NextOccurrenceRequest,
+    RegisterRequest,
+    TaskCreate,
+    TaskPage,
+    TaskResponse,
+    TaskUpdate,
+    TokenResponse,
+    UserResponse,
+)
+from todo.common.auth import CurrentUser, create_access_token, jwt_secret_of, require_app_token
+from todo.common.db import Session
+from todo.common.errors import problem_responses
+from todo.common.validation import storable_text, utc_datetime
+
+auth_router = APIRouter(prefix="/api/auth", tags=["auth"])
+tasks_router = APIRouter(prefix="/api/tasks", tags=["tasks"], responses=problem_responses(401, 422))
+internal_router = APIRouter(prefix="/internal", tags=["internal"], dependencies=[Depends(require_app_token)])
+
+
+def _notify_relay(request: Request) -> None:
+    relay = getattr(request.app.state, "relay", None)
+    if relay is not None:
+        relay.notify()
+
+
+@auth_router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserResponse,
+    responses=problem_responses(409, 422),
+    summary="Create an account",
+)
+async def register(body: RegisterRequest, session: Session) -> UserResponse:
+    user = await service.register_user(session, body.email, body.password)
+    return UserResponse(id=user.id, email=user.email, created_at=user.created_at)
+
+
+@auth_router.post(
+    "/login",
+    response_model=TokenResponse,
+    responses=problem_responses(401, 422),
+    summary="Get an access token",
+)
+async def login(body: LoginRequest, request: Request, session: Session) -> TokenResponse:
+    secret = jwt_secret_of(request)
+    user = await service.authenticate(session, body.email, body.password)
+    ttl = request.app.state.settings.jwt_ttl_seconds
+    return TokenResponse(
+        access_token=create_access_token(user.id, secret, ttl), expires_in=ttl, user_id=user.id
+    )
+
+
+def _task(task: object) -> TaskResponse:
+    return TaskResponse.model_validate(task, from_attributes=True)
+
+
+@tasks_router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=TaskResponse, summary="Create a task"
+)
+async def create_task(
+    body: TaskCreate, user_id: CurrentUser, session: Session, request: Request
+) -> TaskResponse:
+    task = await service.create_task(session, user_id, body)
+    _notify_relay(request)
+    return _task(task)
+
+
+def _tags_query(values: list[str]) -> list[str]:
+    parts = [p for v in values for p in storable_text(v).split(",") if p.strip()]
+    return normalize_tags(parts)
+
+
+def _q(value: str) -> str:
+    value = storable_text(value).strip()
+    if not value:
+        raise ValueError("search text must not be blank")
+    return value
+
+
+QueryTime = Annotated[datetime, AfterValidator(utc_datetime)]
+
+
+@tasks_router.get("", response_model=TaskPage, summary="List, filter, search and sort tasks")
+async def list_tasks(
+    user_id: CurrentUser,
+    session: Session,
+    status_: Annotated[Status | None, Query(alias="status")] = None,
+    priority: Annotated[list[Priority] | None, Query(description="repeat for several")] = None,
+    tags: Annotated[
+        list[Annotated[str, Field(max_length=500)]] | None,
+        Query(max_length=20, description="repeat or comma-separate"),
+        AfterValidator(lambda v: _tags_query(v) if v else v),
+    ] = None,
+    tags_match: Annotated[TagsMatch, Query(description="all: every tag; any: at least one")] = TagsMatch.all,
+    due_from: Annotated[QueryTime | None, Query(description="due at or after (time-zone aware)")] = None,
+    due_to: Annotated[QueryTime | None, Query(description="due at or before (time-zone aware)")] = None,
+    overdue: Annotated[bool | None, Query(description="pending and due in the past")] = None,
+    q: Annotated[
+        str | None,
+        Query(min_length=1, max_length=200, description="full-text search in title and description"),
+        AfterValidator(lambda v: _q(v) if v is not None else v),
+    ] = None,
+    sort: SortKey = SortKey.created,
+    order: SortOrder = SortOrder.desc,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> TaskPage:
+    filters = service.TaskFilter(
+        status=status_,
+        priority=priority or [],
+        tags=tags or [],
+        tags_match=tags_match,
+        due_from=due_from,
+        due_to=due_to,
+        overdue=overdue,
+        q=q,
+        sort=sort,
+        order=order,
+        limit=limit,
+        cursor=cursor,
+    )
+    rows, next_cursor = await service.list_tasks(session, user_id, filters)
+    return TaskPage(items=[_task(t) for t in rows], next_cursor=next_cursor)
+
+
+@tasks_router.get(
+    "/{task_id}", response_model=TaskResponse, responses=problem_responses(404), summary="Get a task"
+)
+async def get_task(task_id: uuid.UUID, user_id: CurrentUser, session: Session) -> TaskResponse:
+    return _task(await service.get_task(session, user_id, task_id))
+
+
+@tasks_router.patch(
+    "/{task_id}",
+    response_model=TaskResponse,
+    responses=problem_responses(404),
+    summary="Change some fields (null clears description, due_at, tags, remind_before_minutes, recurrence)",
+)
+async def update_task(
+    task_id: uuid.UUID, body: TaskUpdate, user_id: CurrentUser, session: Session, request: Request
+) -> TaskResponse:
+    task = await service.update_task(session, user_id, task_id, body)
+    _notify_relay(request)
+    return _task(task)
+
+
+@tasks_router.delete(
+    "/{task_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(404),
+    summary="Delete a task",
+)
+async def delete_task(
+    task_id: uuid.UUID, user_id: CurrentUser, session: Session, request: Request
+) -> Response:
+    await service.delete_task(session, user_id, task_id)
+    _notify_relay(request)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@tasks_router.post(
+    "/{task_id}/complete",
+    response_model=TaskResponse,
+    responses=problem_responses(404),
+    summary="Mark completed (idempotent)",
+)
+async def complete_task(
+    task_id: uuid.UUID, user_id: CurrentUser, session: Session, request: Request
+) -> TaskResponse:
+    task = await service.set_completed(session, user_id, task_id, True)
+    _notify_relay(request)
+    return _task(task)
+
+
+@tasks_router.post(
+    "/{task_id}/reopen",
+    response_model=TaskResponse,
+    responses=problem_responses(404),
+    summary="Mark pending again (idempotent)",
+)
+async def reopen_task(
+    task_id: uuid.UUID, user_id: CurrentUser, session: Session, request: Request
+) -> TaskResponse:
+    task = await service.set_completed(session, user_id, task_id, False)
+    _notify_relay(request)
+    return _task(task)
+
+
+@internal_router.post(
+    "/tasks/{task_id}/next-occurrence",
+    response_model=TaskResponse,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {"description": "Already created earlier; the existing occurrence", "model": TaskResponse},
+        **problem_responses(401, 404, 409, 422),
+    },
+    summary="Create the next occurrence of a recurring task (Dapr service invocation only)",
+)
+async def next_occurrence(
+    task_id: uuid.UUID, body: NextOccurrenceRequest, session: Session, request: Request, response: Response
+) -> TaskResponse:
+    task, created = await service.create_next_occurrence(session, task_id, body)
+    if created:
+        _notify_relay(request)
+    else:
+        response.status_code = status.HTTP_200_OK
+    return _task(task)

@@ -1,0 +1,405 @@
+"""The backend's domain operations. Routes are thin wrappers around these functions.
+
+Every change to a task happens under a row lock, increments ``version`` and queues its CloudEvent in
+the outbox within the same transaction, so events of one task are published in version order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import ColumnElement, and_, false, func, or_, select, true, tuple_
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from todo.backend.domain import (
+    PRIORITY_RANK,
+    Cursor,
+    InvalidCursor,
+    Priority,
+    SortKey,
+    SortOrder,
+    Status,
+    TagsMatch,
+)
+from todo.backend.models import Outbox, Task, User
+from todo.backend.schemas import NextOccurrenceRequest, TaskCreate, TaskUpdate
+from todo.common.cloudevents import TASK_EVENT_TYPES, TOPIC_TASK_EVENTS, build_event, rfc3339
+from todo.common.context import bind, event_extensions
+from todo.common.errors import ProblemError
+from todo.common.outbox import add_event
+
+SOURCE = "/todo/backend"
+SNAPSHOT_FIELDS = (
+    "id",
+    "user_id",
+    "title",
+    "description",
+    "status",
+    "priority",
+    "tags",
+    "due_at",
+    "remind_before_minutes",
+    "recurrence",
+    "completed_at",
+    "version",
+    "series_id",
+    "occurrence",
+    "previous_occurrence_id",
+    "series_anchor_at",
+    "created_at",
+    "updated_at",
+)
+#: Fields a client can change; changed_fields of an update lists those that really changed.
+EDITABLE_FIELDS = (
+    "title",
+    "description",
+    "priority",
+    "tags",
+    "due_at",
+    "remind_before_minutes",
+    "recurrence",
+)
+
+# OWASP's minimum argon2id profile: 19 MiB, 2 passes. Hashing runs in a thread, off the event loop.
+_hasher = PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1)
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+# ----------------------------------------------------------------------------------------------
+# Users
+
+
+async def register_user(session: AsyncSession, email: str, password: str) -> User:
+    password_hash = await asyncio.to_thread(_hasher.hash, password)
+    user = User(id=uuid.uuid4(), email=email, password_hash=password_hash, created_at=datetime.now(UTC))
+    session.add(user)
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise ProblemError(
+            409, "email-already-registered", "An account with this e-mail already exists."
+        ) from None
+    bind(user_id=user.id)
+    return user
+
+
+async def authenticate(session: AsyncSession, email: str, password: str) -> User:
+    """The user with these credentials; unknown e-mail and bad password get the same 401 and work."""
+    user = (
+        await session.execute(select(User).where(User.email == email.strip().lower()))
+    ).scalar_one_or_none()
+    stored = user.password_hash if user else _DUMMY_HASH
+    try:
+        await asyncio.to_thread(_hasher.verify, stored, password)
+        ok = user is not None
+    except (VerificationError, InvalidHashError):
+        ok = False
+    if not ok or user is None:
+        raise ProblemError(401, "invalid-credentials", "E-mail or password is wrong.")
+    user.last_login_at = datetime.now(UTC)
+    await session.commit()
+    bind(user_id=user.id)
+    return user
+
+
+# ----------------------------------------------------------------------------------------------
+# Snapshots and events
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return rfc3339(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, list):
+        return list(value)
+    return value
+
+
+def snapshot(task: Task) -> dict[str, Any]:
+    """The task as JSON-safe data (event ``data`` without ``changed_fields``)."""
+    return {name: _json_value(getattr(task, name)) for name in SNAPSHOT_FIELDS}
+
+
+def queue_event(session: AsyncSession, task: Task, kind: str, changed_fields: list[str]) -> dict[str, Any]:
+    data = snapshot(task)
+    data["changed_fields"] = changed_fields
+    event = build_event(TASK_EVENT_TYPES[kind], SOURCE, str(task.id), data, extensions=event_extensions())
+    add_event(session, Outbox, TOPIC_TASK_EVENTS, event, partition_key=str(task.id))
+    return event
+
+
+# ----------------------------------------------------------------------------------------------
+# Tasks
+
+
+def _not_found() -> ProblemError:
+    return ProblemError(404, "task-not-found", "No such task.")
+
+
+async def get_task(
+    session: AsyncSession, user_id: uuid.UUID, task_id: uuid.UUID, *, lock: bool = False
+) -> Task:
+    stmt = select(Task).where(Task.id == task_id, Task.user_id == user_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    task = (await session.execute(stmt)).scalar_one_or_none()
+    if task is None:
+        raise _not_found()  # another user's task looks exactly like a missing one
+    bind(task_id=task.id)
+    return task
+
+
+async def create_task(session: AsyncSession, user_id: uuid.UUID, body: TaskCreate) -> Task:
+    now = datetime.now(UTC)
+    task_id = uuid.uuid4()
+    task = Task(
+        id=task_id,
+        user_id=user_id,
+        title=body.title,
+        description=body.description,
+        status=Status.pending.value,
+        priority=body.priority.value,
+        tags=body.tags,
+        due_at=body.due_at,
+        remind_before_minutes=body.remind_before_minutes,
+        recurrence=body.recurrence.model_dump(mode="json") if body.recurrence else None,
+        completed_at=None,
+        version=1,
+        series_id=task_id,
+        occurrence=1,
+        previous_occurrence_id=None,
+        series_anchor_at=body.due_at,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(task)
+    bind(task_id=task_id)
+    queue_event(session, task, "created", list(SNAPSHOT_FIELDS))
+    await session.commit()
+    return task
+
+
+async def update_task(
+    session: AsyncSession, user_id: uuid.UUID, task_id: uuid.UUID, body: TaskUpdate
+) -> Task:
+    task = await get_task(session, user_id, task_id, lock=True)
+    changed = [name for name, value in body.changes().items() if getattr(task, name) != value]
+    if not changed:
+        await session.rollback()
+        return task
+    for name in changed:
+        setattr(task, name, body.changes()[name])
+    _touch(task)
+    queue_event(session, task, "updated", sorted(changed) + ["updated_at", "version"])
+    await session.commit()
+    return task
+
+
+def _touch(task: Task) -> None:
+    task.version += 1
+    task.updated_at = datetime.now(UTC)
+
+
+async def set_completed(
+    session: AsyncSession, user_id: uuid.UUID, task_id: uuid.UUID, completed: bool
+) -> Task:
+    """Complete or reopen; doing it again is a no-op (same version, no event)."""
+    task = await get_task(session, user_id, task_id, lock=True)
+    target = Status.completed if completed else Status.pending
+    if task.status == target.value:
+        await session.rollback()
+        return task
+    task.status = target.value
+    task.completed_at = datetime.now(UTC) if completed else None
+    _touch(task)
+    queue_event(
+        session,
+        task,
+        "completed" if completed else "updated",
+        ["completed_at", "status", "updated_at", "version"],
+    )
+    await session.commit()
+    return task
+
+
+async def delete_task(session: AsyncSession, user_id: uuid.UUID, task_id: uuid.UUID) -> None:
+    task = await get_task(session, user_id, task_id, lock=True)
+    _touch(task)  # the deleted event carries the next version, keeping the per-task order
+    queue_event(session, task, "deleted", [])
+    await session.delete(task)
+    await session.commit()
+
+
+async def create_next_occurrence(
+    session: AsyncSession, source_id: uuid.UUID, body: NextOccurrenceRequest
+) -> tuple[Task, bool]:
+    """The occurrence after ``source_id``: created once, returned as is on every later call."""
+    existing = await _occurrence_after(session, source_id)
+    if existing is not None:
+        return existing, False
+    source = (await session.execute(select(Task).where(Task.id == source_id))).scalar_one_or_none()
+    if source is None:
+        raise _not_found()
+    bind(task_id=source.id, user_id=source.user_id)
+    rule = source.recurrence
+    if not rule:
+        raise ProblemError(409, "not-recurring", "The task has no recurrence.")
+    if rule.get("count") is not None and source.occurrence >= rule["count"]:
+        raise ProblemError(409, "series-ended", "The series has reached its count.")
+    if rule.get("until") and body.due_at and body.due_at > datetime.fromisoformat(rule["until"]):
+        raise ProblemError(409, "series-ended", "The next due date is after the series' end.")
+    now = datetime.now(UTC)
+    new_id = uuid.uuid4()
+    values = {
+        "id": new_id,
+        "user_id": source.user_id,
+        "title": source.title,
+        "description": source.description,
+        "status": Status.pending.value,
+        "priority": source.priority,
+        "tags": list(source.tags),
+        "due_at": body.due_at,
+        "remind_before_minutes": source.remind_before_minutes,
+        "recurrence": source.recurrence,
+        "completed_at": None,
+        "version": 1,
+        "series_id": source.series_id,
+        "occurrence": source.occurrence + 1,
+        "previous_occurrence_id": source.id,
+        "series_anchor_at": source.series_anchor_at or body.series_anchor_at,
+        "created_at": now,
+        "updated_at": now,
+    }
+    inserted = (
+        await session.execute(
+            insert(Task)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["previous_occurrence_id"])
+            .returning(Task.id)
+        )
+    ).first()
+    if inserted is None:  # a concurrent call created it first
+        await session.rollback()
+        existing = await _occurrence_after(session, source_id)
+        if existing is None:
+            raise ProblemError(409, "conflict", "The next occurrence is being created; retry.")
+        return existing, False
+    task = (await session.execute(select(Task).where(Task.id == new_id))).scalar_one()
+    queue_event(session, task, "created", list(SNAPSHOT_FIELDS))
+    await session.commit()
+    return task, True
+
+
+async def _occurrence_after(session: AsyncSession, source_id: uuid.UUID) -> Task | None:
+    stmt = select(Task).where(Task.previous_occurrence_id == source_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+# ----------------------------------------------------------------------------------------------
+# Listing
+
+
+@dataclass
+class TaskFilter:
+    status: Status | None = None
+    priority: list[Priority] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    tags_match: TagsMatch = TagsMatch.all
+    due_from: datetime | None = None
+    due_to: datetime | None = None
+    overdue: bool | None = None
+    q: str | None = None
+    sort: SortKey = SortKey.created
+    order: SortOrder = SortOrder.desc
+    limit: int = 20
+    cursor: str | None = None
+
+
+def _sort_column(sort: SortKey) -> Any:
+    return {
+        SortKey.priority: Task.priority_rank,
+        SortKey.due: Task.due_at,
+        SortKey.created: Task.created_at,
+        SortKey.updated: Task.updated_at,
+    }[sort]
+
+
+def _sort_value(task: Task, sort: SortKey) -> Any:
+    if sort is SortKey.priority:
+        return PRIORITY_RANK[Priority(task.priority)]
+    return getattr(task, _sort_column(sort).key)
+
+
+def _after_cursor(cursor: Cursor) -> ColumnElement[bool]:
+    col = _sort_column(cursor.sort)
+    asc = cursor.order is SortOrder.asc
+    if cursor.sort is SortKey.due:
+        # tasks without a due date come last in both orders
+        if cursor.value is None:
+            return and_(Task.due_at.is_(None), Task.id > cursor.task_id if asc else Task.id < cursor.task_id)
+        beyond = (
+            tuple_(Task.due_at, Task.id) > tuple_(cursor.value, cursor.task_id)
+            if asc
+            else tuple_(Task.due_at, Task.id) < tuple_(cursor.value, cursor.task_id)
+        )
+        return or_(Task.due_at.is_(None), beyond)
+    if asc:
+        return tuple_(col, Task.id) > tuple_(cursor.value, cursor.task_id)
+    return tuple_(col, Task.id) < tuple_(cursor.value, cursor.task_id)
+
+
+async def list_tasks(
+    session: AsyncSession, user_id: uuid.UUID, f: TaskFilter
+) -> tuple[list[Task], str | None]:
+    conditions: list[ColumnElement[bool]] = [Task.user_id == user_id]
+    if f.status is not None:
+        conditions.append(Task.status == f.status.value)
+    if f.priority:
+        conditions.append(Task.priority.in_([p.value for p in f.priority]))
+    if f.tags:
+        conditions.append(
+            Task.tags.contains(f.tags) if f.tags_match is TagsMatch.all else Task.tags.overlap(f.tags)
+        )
+    if f.due_from is not None:
+        conditions.append(Task.due_at >= f.due_from)
+    if f.due_to is not None:
+        conditions.append(Task.due_at <= f.due_to)
+    if f.overdue is not None:
+        is_overdue = and_(Task.status == Status.pending.value, Task.due_at < func.now())
+        conditions.append(is_overdue if f.overdue else or_(Task.due_at.is_(None), ~is_overdue))
+    if f.q:
+        conditions.append(Task.search.op("@@")(func.websearch_to_tsquery("english", f.q)))
+    if f.cursor:
+        try:
+            cursor = Cursor.decode(f.cursor, f.sort, f.order)
+        except InvalidCursor as exc:
+            raise ProblemError(
+                422,
+                "validation-error",
+                f"query.cursor: {exc}",
+                errors=[{"field": "query.cursor", "message": str(exc), "type": "invalid_cursor"}],
+            ) from None
+        conditions.append(_after_cursor(cursor))
+    col = _sort_column(f.sort)
+    direction = (lambda c: c.asc()) if f.order is SortOrder.asc else (lambda c: c.desc())
+    order_by = [direction(col), direction(Task.id)]
+    if f.sort is SortKey.due:
+        order_by.insert(0, Task.due_at.is_(None).asc())
+    stmt = select(Task).where(and_(true(), *conditions) if conditions else false()).order_by(*order_by)
+    rows = list((await session.execute(stmt.limit(f.limit + 1))).scalars())
+    next_cursor = None
+    if len(rows) > f.limit:
+        rows = rows[: f.limit]
+        last = rows[-1]
+        next_cursor = Cursor(f.sort, f.order, _sort_value(last, f.sort), last.id).encode()
+    return rows, next_cursor
