@@ -40,7 +40,7 @@ def task_snapshot(user_id: uuid.UUID | str, task_id: uuid.UUID | str | None = No
         "due_at": None,
         "remind_before_minutes": None,
         "recurrence": None,
-        "status": "open",
+        "status": "pending",
         "version": 1,
         "created_at": now,
         "updated_at": now,

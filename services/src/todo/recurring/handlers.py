@@ -78,6 +78,20 @@ class RecurringTaskHandler:
             # The completed task was deleted before we got to it: nothing left to recur.
             _log.info("completed task is gone; no next occurrence", status=status)
             return
-        if status in (400, 409, 422):
+        if status == 409:
+            problem = _problem_type(response)
+            if problem in ("not-recurring", "series-ended"):
+                # The backend's own rule check says the series is over: nothing to create.
+                _log.info("backend says the series has ended", problem=problem)
+                return
+            raise BackendUnavailable(f"backend conflict ({problem}); retrying")
+        if status in (400, 422):
             raise PoisonEvent(f"backend refused the next occurrence: HTTP {status} {response.text[:300]}")
         raise BackendUnavailable(f"backend answered HTTP {status}")
+
+
+def _problem_type(response: Any) -> str:
+    try:
+        return str(response.json().get("type", "")).rstrip("/").rsplit("/", 1)[-1]
+    except Exception:
+        return ""

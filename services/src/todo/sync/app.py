@@ -46,8 +46,6 @@ class SyncSettings(ServiceSettings):
     ws_max_queue: int = 256
     #: Seconds one frame may take to go out before the client counts as slow.
     ws_send_timeout_seconds: float = 10.0
-    #: The sync service keeps no tables; readiness then checks only the sidecar.
-    database_ready_check: bool = False
 
 
 class HubMetrics:
@@ -93,10 +91,9 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
         title="Todo sync service",
         description="WebSocket /ws: every task change and due reminder of the user, on all connections.",
         on_shutdown=[close_connections],
+        check_database=False,  # no tables: readiness is the sidecar only
     )
     app.state.hub = hub
-    if not settings.database_ready_check:
-        _drop_database_check(app)
 
     @app.websocket("/ws")
     async def websocket_endpoint(websocket: WebSocket) -> None:
@@ -190,10 +187,3 @@ async def _read(websocket: WebSocket, conn: Any) -> None:
         if message.get("text") == "ping":
             conn.offer(Outgoing("pong", b'{"type":"pong"}'))
 
-
-def _drop_database_check(app: FastAPI) -> None:
-    """Sync has no tables: /readyz should not fail because PostgreSQL is down."""
-    app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) not in ("/healthz", "/readyz")]
-    from todo.common.health import add_health_routes, sidecar_ready
-
-    add_health_routes(app, {"sidecar": sidecar_ready} if app.state.settings.dapr_ready_check else {})

@@ -1,0 +1,147 @@
+"""The sync service over a real WebSocket (uvicorn on loopback, the websockets client)."""
+
+import asyncio
+import uuid
+
+import httpx
+import orjson
+import pytest
+import uvicorn
+import websockets
+from testbed.core import free_port
+from testbed.platform import TEST_JWT_SECRET, task_event, task_snapshot, token_for
+from todo.common.cloudevents import REMINDER_DUE, build_event
+from todo.sync.app import SyncSettings, create_app
+
+
+@pytest.fixture(scope="module")
+async def server():
+    settings = SyncSettings(jwt_secret=TEST_JWT_SECRET, dapr_ready_check=False, ws_heartbeat_seconds=0.3)
+    app = create_app(settings)
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
+    task = asyncio.create_task(srv.serve())
+    while not srv.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
+        await asyncio.sleep(0.02)
+    yield f"127.0.0.1:{port}"
+    srv.should_exit = True
+    await task
+
+
+async def post_event(server, event, topic="task-events"):
+    async with httpx.AsyncClient(base_url=f"http://{server}") as c:
+        r = await c.post(f"/events/{topic}", content=orjson.dumps(event | {"topic": topic}))
+    return r
+
+
+async def next_message(ws, skip=("heartbeat",)):
+    async with asyncio.timeout(10):
+        while True:
+            msg = orjson.loads(await ws.recv())
+            if msg["type"] not in skip:
+                return msg
+
+
+async def test_task_change_reaches_every_connection_of_the_user_only(server):
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    url = f"ws://{server}/ws"
+    async with (
+        websockets.connect(url, subprotocols=["bearer", token_for(alice)]) as a1,
+        websockets.connect(f"{url}?token={token_for(alice)}") as a2,
+        websockets.connect(url, subprotocols=["bearer", token_for(bob)]) as b,
+    ):
+        assert a1.subprotocol == "bearer"
+        task = task_snapshot(alice, title="Buy milk", version=3)
+        event = task_event("updated", task, changed_fields=["title"])
+        r = await post_event(server, event)
+        assert r.json() == {"status": "SUCCESS"}
+        for ws in (a1, a2):
+            msg = await next_message(ws)
+            assert msg["type"] == "task.updated"
+            assert msg["event_id"] == event["id"]
+            assert msg["time"] == event["time"]
+            assert msg["version"] == 3
+            assert msg["task"]["title"] == "Buy milk" and msg["task"]["id"] == task["id"]
+            assert msg["changed_fields"] == ["title"]
+        # Bob's next message is a heartbeat: nothing of Alice's reached him.
+        assert orjson.loads(await asyncio.wait_for(b.recv(), 5))["type"] == "heartbeat"
+
+
+async def test_reminder_reaches_the_user(server):
+    user = uuid.uuid4()
+    task = task_snapshot(user, title="Dentist")
+    data = {"task_id": task["id"], "user_id": str(user), "fire_at": "2026-01-01T10:00:00Z",
+            "fired_at": "2026-01-01T10:00:01Z", "due_at": "2026-01-01T10:15:00Z", "late": False,
+            "version": 1, "task": task}
+    event = build_event(REMINDER_DUE, "/todo/notification", task["id"], data)
+    async with websockets.connect(f"ws://{server}/ws?token={token_for(user)}") as ws:
+        assert (await post_event(server, event, "reminders")).json() == {"status": "SUCCESS"}
+        msg = await next_message(ws)
+    assert msg["type"] == "reminder.due"
+    assert msg["task"]["title"] == "Dentist"
+    assert msg["reminder"] == {"fire_at": "2026-01-01T10:00:00Z", "fired_at": "2026-01-01T10:00:01Z",
+                               "late": False}
+
+
+async def test_redelivered_event_is_pushed_once(server):
+    user = uuid.uuid4()
+    first = task_event("created", task_snapshot(user))
+    second = task_event("deleted", task_snapshot(user, version=2))
+    async with websockets.connect(f"ws://{server}/ws?token={token_for(user)}") as ws:
+        await post_event(server, first)
+        await post_event(server, first)
+        await post_event(server, second)
+        assert (await next_message(ws))["event_id"] == first["id"]
+        assert (await next_message(ws))["event_id"] == second["id"]
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["none", "garbage", "wrong-secret", "expired"],
+)
+async def test_bad_token_is_closed_with_1008_before_any_data(server, how):
+    user = uuid.uuid4()
+    token = {
+        "none": None,
+        "garbage": "not.a.jwt",
+        "wrong-secret": token_for(user, secret="a-different-secret-of-enough-length-000"),
+        "expired": token_for(user, ttl_seconds=-60),
+    }[how]
+    url = f"ws://{server}/ws" + (f"?token={token}" if token else "")
+    async with websockets.connect(url) as ws:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+    assert closed.value.rcvd.code == 1008
+
+
+async def test_ping_gets_pong_and_idle_connection_gets_heartbeats(server):
+    async with websockets.connect(f"ws://{server}/ws?token={token_for(uuid.uuid4())}") as ws:
+        await ws.send("ping")
+        assert (await next_message(ws))["type"] == "pong"
+        beat = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert beat["type"] == "heartbeat"
+
+
+async def test_unusable_events_are_dropped_to_the_dead_letter_topic(server):
+    no_user = {"specversion": "1.0", "id": "x", "source": "/t", "type": "com.todo.task.created",
+               "data": {"no": "user"}}
+    r = await post_event(server, no_user)
+    assert r.json() == {"status": "DROP"}
+    async with httpx.AsyncClient(base_url=f"http://{server}") as c:
+        r = await c.post("/events/task-events", content=b"{not json")
+    assert r.json() == {"status": "DROP"}
+
+
+async def test_subscribes_to_both_topics_with_dead_letter_topics(server):
+    async with httpx.AsyncClient(base_url=f"http://{server}") as c:
+        subs = (await c.get("/dapr/subscribe")).json()
+    assert {(s["topic"], s["deadLetterTopic"]) for s in subs} == {
+        ("task-events", "task-events-dlq"), ("reminders", "reminders-dlq")}
+
+
+async def test_metrics_count_connections_and_messages(server):
+    async with httpx.AsyncClient(base_url=f"http://{server}") as c:
+        text = (await c.get("/metrics")).text
+    assert "todo_websocket_connections" in text
+    sent = [line for line in text.splitlines() if line.startswith("todo_websocket_messages_sent_total{")]
+    assert any('type="task.updated"' in line and not line.endswith(" 0.0") for line in sent)
