@@ -18,7 +18,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from testbed.core import Component, ComponentError, MissingTool, Run, free_port, pid_alive, register
+from testbed.core import (
+    Component,
+    ComponentError,
+    MissingTool,
+    Run,
+    free_port,
+    pid_alive,
+    register,
+    register_tool,
+)
 
 HOW = "install Debian's PostgreSQL: apt-get install -y postgresql (initdb lives in /usr/lib/postgresql/*/bin)"
 
@@ -42,6 +51,9 @@ def pg_bindir() -> Path:
 
 def ensure_tool() -> Path:
     return pg_bindir()
+
+
+register_tool("postgres", ensure_tool)
 
 
 def _run_as() -> str | None:

@@ -1,0 +1,100 @@
+"""Optional: a Docker engine (dockerd from Debian's ``docker.io``) of the test bed's own.
+
+Not part of a plain ``testbed up``; start it with ``testbed up docker``.  It keeps its data, exec root
+and socket under the test bed's directory, so it never touches a system-wide Docker engine.  Clients
+use ``DOCKER_HOST`` from ``testbed env`` (``TESTBED_DOCKER_HOST``).  Images cannot be pulled on
+machines without a container registry; build them from a locally made base instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from testbed.core import Component, MissingTool, Run, register
+
+HOW = "install Debian's Docker engine as root: apt-get install -y docker.io"
+
+
+def ensure_tool() -> str:
+    dockerd = shutil.which("dockerd") or (
+        "/usr/sbin/dockerd" if Path("/usr/sbin/dockerd").is_file() else None
+    )
+    if not dockerd:
+        raise MissingTool("dockerd", HOW)
+    if os.geteuid() != 0:
+        raise MissingTool("dockerd (needs root)", "run the test bed as root, or " + HOW)
+    return dockerd
+
+
+@register("docker", default=False, order=60)
+class Docker(Component):
+    name = "docker"
+    start_timeout = 90.0
+
+    def __init__(self, run: Run | None = None) -> None:
+        super().__init__(run)
+        self.rundir: Path | None = None
+
+    @property
+    def socket(self) -> Path:
+        assert self.rundir is not None
+        return self.rundir / "docker.sock"
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.socket}"
+
+    def start(self) -> None:
+        dockerd = ensure_tool()
+        if self.rundir is None:
+            # unix socket paths are limited to 108 bytes: keep them short, outside the repo
+            self.rundir = Path(tempfile.mkdtemp(prefix=f"tb-docker-{self.run.name}-"))
+        data = self.workdir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        self.spawn(
+            [
+                dockerd,
+                f"--host={self.host}",
+                f"--data-root={data}",
+                f"--exec-root={self.rundir / 'exec'}",
+                f"--pidfile={self.rundir / 'docker.pid'}",
+                # no bridge and no iptables rules: the host's network stays as it is; containers and
+                # builds use --network host
+                "--bridge=none",
+                "--iptables=false",
+                "--ip-masq=false",
+                "--userland-proxy=false",
+            ],
+            env=os.environ | {"XDG_RUNTIME_DIR": str(self.rundir)},
+        )
+        self.wait_healthy()
+        self.started()
+
+    def is_healthy(self) -> bool:
+        import httpx
+
+        transport = httpx.HTTPTransport(uds=str(self.socket))
+        with httpx.Client(transport=transport, timeout=3) as client:
+            return client.get("http://docker/_ping").text == "OK"
+
+    def info(self) -> dict[str, Any]:
+        return {"host": self.host, "rundir": str(self.rundir) if self.rundir else None}
+
+    def env(self) -> dict[str, str]:
+        return {"TESTBED_DOCKER_HOST": self.host}
+
+    @classmethod
+    def restore(cls, run: Run, info: dict[str, Any]) -> Docker:
+        comp = cls(run)
+        comp.rundir = Path(info["rundir"]) if info.get("rundir") else None
+        return comp
+
+    def destroy(self) -> None:
+        self.stop()
+        if self.rundir is not None:
+            shutil.rmtree(self.rundir, ignore_errors=True)
+        shutil.rmtree(self.workdir, ignore_errors=True)
