@@ -37,7 +37,7 @@ def plan_next(task: dict[str, Any], event_time: datetime | None) -> NextOccurren
         completed_at = parse_time(completed_raw) if completed_raw else (event_time or datetime.now(UTC))
         due_at = parse_time(task["due_at"]) if task.get("due_at") else None
         anchor = parse_time(task["series_anchor_at"]) if task.get("series_anchor_at") else None
-        occurrence = task.get("occurrence") or 1
+        occurrence = 1 if task.get("occurrence") is None else task["occurrence"]
         if not isinstance(occurrence, int) or occurrence < 1:
             raise InvalidRecurrence("occurrence must be a positive integer")
     except (InvalidRecurrence, TypeError, ValueError, AttributeError) as exc:
