@@ -1,14 +1,26 @@
 """The whole Todo application on the test bed, and helpers for tests of the five services.
 
-Helpers (no processes): :func:`migrate` runs a service's Alembic migrations, :func:`task_event`
-builds the CloudEvent the backend would publish, :func:`token_for` signs a JWT.
+:class:`TodoPlatform` and the session fixture ``todo_platform`` start the five services as real
+uvicorn processes (``todo-service <name>``), each with its own daprd, on the test bed's PostgreSQL,
+Kafka and Prometheus. Helpers (no processes): :func:`migrate` runs a service's Alembic migrations,
+:func:`task_event` builds the CloudEvent the backend would publish, :func:`token_for` signs a JWT.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import time
 import uuid
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+import pytest
+
+from testbed.core import ComponentError, ManagedProcess, free_port, repo_root
 
 #: A JWT signing secret for tests only (never used outside the test bed).
 TEST_JWT_SECRET = "testbed-jwt-secret-not-for-production-0123456789"
@@ -63,3 +75,267 @@ def task_event(kind: str, task: dict, *, changed_fields: list[str] | None = None
     data["changed_fields"] = changed_fields or []
     return build_event(TASK_EVENT_TYPES[kind], "/todo/backend", task["id"], data,
                        event_id=event_id, time=time)
+
+
+# --------------------------------------------------------------------------------------------------
+# The whole application: five services (real uvicorn processes), one daprd each, on PG/Kafka/Prometheus
+
+#: service name -> Dapr app-id (docs/contracts.md: they are the same)
+SERVICES = ("backend", "audit", "recurring-task", "notification", "sync")
+#: A token the sidecars send to the apps (and the backend requires on /internal); test bed only.
+TEST_APP_API_TOKEN = "testbed-app-api-token-0123456789"
+DATABASE = "todo"
+
+
+def pubsub_component(brokers: str, consumer_group: str, client_id: str, initial_offset: str) -> str:
+    return f"""apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: pubsub
+spec:
+  type: pubsub.kafka
+  version: v1
+  metadata:
+    - name: brokers
+      value: "{brokers}"
+    - name: consumerGroup
+      value: "{consumer_group}"
+    - name: clientID
+      value: "{client_id}"
+    - name: authType
+      value: "none"
+    - name: initialOffset
+      value: "{initial_offset}"
+    - name: disableTls
+      value: "true"
+"""
+
+
+# Transient failures (the app answers RETRY/503, or is down) are retried without limit: a consumer
+# never acknowledges work it did not do. Poison is moved to <topic>-dlq by the app itself.
+RESILIENCY = """apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata:
+  name: consumer-retries
+spec:
+  policies:
+    retries:
+      deliverUntilDone:
+        policy: exponential
+        initialInterval: 200ms
+        maxInterval: 5s
+        maxRetries: -1
+      publishRetry:
+        policy: exponential
+        initialInterval: 200ms
+        maxInterval: 2s
+        maxRetries: 5
+  targets:
+    components:
+      pubsub:
+        inbound:
+          retry: deliverUntilDone
+        outbound:
+          retry: publishRetry
+"""
+
+
+class TodoPlatform:
+    """Starts and controls the application. ``urls``/``daprd``/``log_files`` are keyed by service."""
+
+    def __init__(
+        self,
+        *,
+        pg: Any,
+        kafka: Any,
+        prometheus: Any | None,
+        start_sidecar: Callable[..., Any],
+        workdir: Path,
+        log_dir: Path,
+        extra_env: dict[str, dict[str, str]] | None = None,
+    ) -> None:
+        self.pg = pg
+        self.kafka = kafka
+        self.prometheus = prometheus
+        self.start_sidecar = start_sidecar
+        self.workdir = Path(workdir)
+        self.log_dir = Path(log_dir)
+        self.extra_env = extra_env or {}
+        self.urls: dict[str, str] = {}
+        self.daprd: dict[str, Any] = {}
+        self.log_files: dict[str, Path] = {}
+        self.processes: dict[str, ManagedProcess] = {}
+        self.app_ports: dict[str, int] = {}
+        self.dsn = ""
+        self.jwt_secret = TEST_JWT_SECRET
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start_all(self) -> TodoPlatform:
+        self.dsn = self.pg.create_database(DATABASE)
+        for package in ("backend", "audit", "recurring", "notification", "sync"):
+            migrate(package, self.dsn)
+        for service in SERVICES:
+            self._write_resources(service)
+            self.app_ports[service] = free_port()
+            self.log_files[service] = self.log_dir / f"{service}.log"
+            self.urls[service] = f"http://127.0.0.1:{self.app_ports[service]}"
+        for service in SERVICES:
+            self._start_sidecar(service)
+            self._start_app(service)
+        for service in SERVICES:
+            self.wait_ready(service)
+        self._scrape()
+        return self
+
+    def stop_all(self) -> None:
+        for service in reversed(SERVICES):
+            with contextlib.suppress(Exception):
+                self.stop(service)
+
+    def stop(self, service: str) -> None:
+        """Stop the service and its sidecar (as a pod going away would)."""
+        proc = self.processes.pop(service, None)
+        if proc is not None:
+            proc.stop()
+        sidecar = self.daprd.get(service)
+        if sidecar is not None:
+            sidecar.stop()
+
+    def start(self, service: str) -> None:
+        sidecar = self.daprd.get(service)
+        if sidecar is not None:
+            sidecar.start()
+        else:
+            self._start_sidecar(service)
+        self._start_app(service)
+        self.wait_ready(service)
+
+    def restart(self, service: str) -> None:
+        self.stop(service)
+        self.start(service)
+
+    def restart_app(self, service: str) -> None:
+        """Restart only the service process, leaving its sidecar up."""
+        proc = self.processes.pop(service)
+        proc.stop()
+        self._start_app(service)
+        self.wait_ready(service)
+
+    # -- pieces ---------------------------------------------------------------------------------
+    def resources_dir(self, service: str) -> Path:
+        return self.workdir / "dapr" / service
+
+    def _write_resources(self, service: str) -> None:
+        path = self.resources_dir(service)
+        path.mkdir(parents=True, exist_ok=True)
+        if service == "sync":
+            # Every sync replica must see every event: a consumer group of its own per replica
+            # (in the cluster the component uses {podName}); new replicas start at the newest event.
+            group, offset = f"sync-{uuid.uuid4().hex[:12]}", "newest"
+        else:
+            group, offset = service, "oldest"
+        (path / "pubsub.yaml").write_text(pubsub_component(self.kafka.plaintext, group, service, offset))
+        (path / "resiliency.yaml").write_text(RESILIENCY)
+
+    def _start_sidecar(self, service: str) -> None:
+        self.daprd[service] = self.start_sidecar(
+            app_id=service,
+            app_port=self.app_ports[service],
+            resources_dir=self.resources_dir(service),
+            env={"APP_API_TOKEN": TEST_APP_API_TOKEN},
+        )
+
+    def service_env(self, service: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DAPR_", "TESTBED_"))}
+        env.update(
+            DATABASE_URL=self.dsn,
+            JWT_SECRET=self.jwt_secret,
+            DAPR_HTTP_PORT=str(self.daprd[service].http_port),
+            APP_API_TOKEN=TEST_APP_API_TOKEN,
+            PORT=str(self.app_ports[service]),
+            LOG_LEVEL="INFO",
+            HOST="127.0.0.1",
+        )
+        if service == "notification":
+            env.setdefault("REMINDER_POLL_SECONDS", "0.5")
+        env.update(self.extra_env.get(service, {}))
+        return env
+
+    def _start_app(self, service: str) -> None:
+        exe = Path(sys.executable).with_name("todo-service")
+        if not exe.exists():
+            raise ComponentError(f"{exe} is missing: run scripts/bootstrap (installs the services)")
+        proc = ManagedProcess(
+            [str(exe), service, "--host", "127.0.0.1", "--port", str(self.app_ports[service])],
+            log_file=self.log_files[service],
+            env=self.service_env(service),
+            cwd=repo_root(),
+        )
+        self.processes[service] = proc.start()
+
+    def wait_ready(self, service: str, timeout: float = 90.0) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            proc = self.processes.get(service)
+            if proc is not None and not proc.alive():
+                raise ComponentError(f"{service} exited ({proc.returncode()}); see {self.log_files[service]}")
+            try:
+                r = httpx.get(f"{self.urls[service]}/readyz", timeout=3)
+                if r.status_code == 200:
+                    return
+                last = r.text
+            except httpx.HTTPError as exc:
+                last = type(exc).__name__
+            time.sleep(0.3)
+        raise ComponentError(
+            f"{service} not ready within {timeout:.0f}s ({last}); see {self.log_files[service]}"
+        )
+
+    def _scrape(self) -> None:
+        if self.prometheus is None:
+            return
+        jobs = []
+        for service in SERVICES:
+            labels = {"service": service, "namespace": "testbed", "pod": f"{service}-0"}
+            jobs.append({"job_name": service, "scrape_interval": "5s",
+                         "static_configs": [{"targets": [self.urls[service].removeprefix("http://")],
+                                             "labels": labels}]})
+            metrics_port = getattr(self.daprd[service], "metrics_port", None)
+            if metrics_port:
+                target = {"targets": [f"127.0.0.1:{metrics_port}"], "labels": labels}
+                jobs.append({"job_name": f"{service}-dapr", "scrape_interval": "5s",
+                             "static_configs": [target]})
+        self.prometheus.set_scrape_config(jobs)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "urls": dict(self.urls),
+            "websocket": self.urls["sync"].replace("http://", "ws://") + "/ws",
+            "prometheus": getattr(self.prometheus, "url", None),
+            "logs": {k: str(v) for k, v in self.log_files.items()},
+        }
+
+
+@pytest.fixture(scope="session")
+def todo_platform(pg, kafka, prometheus, daprd_factory, testbed_run) -> Iterator[TodoPlatform]:
+    """The whole application on the test bed (see :class:`TodoPlatform`)."""
+    run_dir = Path(testbed_run.data_dir) / "todo-platform"
+    platform = TodoPlatform(
+        pg=pg, kafka=kafka, prometheus=prometheus, start_sidecar=_factory_adapter(daprd_factory),
+        workdir=run_dir, log_dir=Path(testbed_run.log_dir),
+    )
+    try:
+        platform.start_all()
+        yield platform
+    finally:
+        platform.stop_all()
+
+
+def _factory_adapter(daprd_factory: Callable[..., Any]) -> Callable[..., Any]:
+    def start(*, app_id: str, app_port: int, resources_dir: Path, env: dict[str, str]) -> Any:
+        return daprd_factory(app_id, app_port, resources_dir, env=env)
+
+    return start
