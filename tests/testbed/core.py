@@ -143,6 +143,29 @@ def require_tool(name: str, how: str, candidates: Sequence[str | Path] = ()) -> 
     raise MissingTool(name, how)
 
 
+def apt_install(package: str, tool: str, how: str) -> None:
+    """Install a Debian package when we are root (CI); otherwise raise :class:`MissingTool`.
+
+    Set ``TESTBED_NO_APT=1`` to forbid installing.  Output goes to ``.testbed/logs/apt-<pkg>.log``.
+    """
+    apt = shutil.which("apt-get")
+    if os.geteuid() != 0 or not apt or os.environ.get("TESTBED_NO_APT") == "1":
+        raise MissingTool(tool, how)
+    log_file = state_dir() / "logs" / f"apt-{package}.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(state_dir() / ".apt.lock"), open(log_file, "ab") as out:
+        env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
+        install = [apt, "-o", "DPkg::Lock::Timeout=600", "install", "-y", "--no-install-recommends", package]
+
+        def run(argv: list[str]) -> bool:
+            done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env=env, check=False)
+            return done.returncode == 0
+
+        # the package index may be stale on a fresh machine: update once and retry
+        if not run(install) and not (run([apt, "update"]) and run(install)):
+            raise MissingTool(tool, f"{how} (automatic install failed; see {log_file})")
+
+
 # --------------------------------------------------------------------------------------------------
 # Ports
 

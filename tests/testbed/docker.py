@@ -8,25 +8,32 @@ machines without a container registry; build them from a locally made base inste
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from testbed.core import Component, MissingTool, Run, register
+from testbed.core import Component, MissingTool, Run, apt_install, kill_group, register
 
 HOW = "install Debian's Docker engine as root: apt-get install -y docker.io"
 
 
+def _find() -> str | None:
+    return shutil.which("dockerd") or ("/usr/sbin/dockerd" if Path("/usr/sbin/dockerd").is_file() else None)
+
+
 def ensure_tool() -> str:
-    dockerd = shutil.which("dockerd") or (
-        "/usr/sbin/dockerd" if Path("/usr/sbin/dockerd").is_file() else None
-    )
-    if not dockerd:
-        raise MissingTool("dockerd", HOW)
+    """dockerd; installs Debian's docker.io when missing and we are root (it needs root anyway)."""
     if os.geteuid() != 0:
         raise MissingTool("dockerd (needs root)", "run the test bed as root, or " + HOW)
+    dockerd = _find()
+    if not dockerd:
+        apt_install("docker.io", "dockerd", HOW)
+        dockerd = _find()
+    if not dockerd:
+        raise MissingTool("dockerd", HOW)
     return dockerd
 
 
@@ -73,6 +80,17 @@ class Docker(Component):
         )
         self.wait_healthy()
         self.started()
+
+    def stop(self) -> None:
+        containerd = None
+        if self.rundir is not None:
+            pidfile = self.rundir / "exec" / "containerd" / "containerd.pid"
+            with contextlib.suppress(OSError, ValueError):
+                containerd = int(pidfile.read_text().strip())
+        super().stop()
+        # dockerd runs containerd in a process group of its own; it normally stops it itself
+        if containerd is not None:
+            kill_group(containerd, timeout=10)
 
     def is_healthy(self) -> bool:
         import httpx

@@ -22,11 +22,10 @@ from testbed.core import (
     ComponentError,
     MissingTool,
     Run,
-    file_lock,
+    apt_install,
     free_port,
     register,
     register_tool,
-    state_dir,
 )
 
 HOW = "install Debian's package as root: apt-get install -y prometheus (gives prometheus and promtool)"
@@ -44,28 +43,10 @@ def ensure_tool() -> tuple[str, str]:
     prom, tool = _find("prometheus"), _find("promtool")
     if prom and tool:
         return prom, tool
-    apt = shutil.which("apt-get")
-    if os.geteuid() != 0 or not apt or os.environ.get("TESTBED_NO_APT") == "1":
-        raise MissingTool("prometheus/promtool", HOW)
-    log = state_dir() / "logs" / "apt-prometheus.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with file_lock(state_dir() / ".apt.lock"), open(log, "ab") as out:
-        env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
-        install = [apt, "-o", "DPkg::Lock::Timeout=600", "install", "-y", "--no-install-recommends"]
-
-        def run(argv: list[str]) -> bool:
-            return (
-                subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env=env, check=False).returncode
-                == 0
-            )
-
-        # the package index may be stale on a fresh machine: update once and retry
-        if not run([*install, "prometheus"]):
-            run([apt, "update"])
-            run([*install, "prometheus"])
+    apt_install("prometheus", "prometheus/promtool", HOW)
     prom, tool = _find("prometheus"), _find("promtool")
     if not (prom and tool):
-        raise MissingTool("prometheus/promtool", f"{HOW} (automatic install failed; see {log})")
+        raise MissingTool("prometheus/promtool", HOW)
     return prom, tool
 
 
