@@ -87,30 +87,6 @@ TEST_APP_API_TOKEN = "testbed-app-api-token-0123456789"
 DATABASE = "todo"
 
 
-def pubsub_component(brokers: str, consumer_group: str, client_id: str, initial_offset: str) -> str:
-    return f"""apiVersion: dapr.io/v1alpha1
-kind: Component
-metadata:
-  name: pubsub
-spec:
-  type: pubsub.kafka
-  version: v1
-  metadata:
-    - name: brokers
-      value: "{brokers}"
-    - name: consumerGroup
-      value: "{consumer_group}"
-    - name: clientID
-      value: "{client_id}"
-    - name: authType
-      value: "none"
-    - name: initialOffset
-      value: "{initial_offset}"
-    - name: disableTls
-      value: "true"
-"""
-
-
 # Transient failures (the app answers RETRY/503, or is down) are retried without limit: a consumer
 # never acknowledges work it did not do. Poison is moved to <topic>-dlq by the app itself.
 RESILIENCY = """apiVersion: dapr.io/v1alpha1
@@ -234,7 +210,12 @@ class TodoPlatform:
             group, offset = f"sync-{uuid.uuid4().hex[:12]}", "newest"
         else:
             group, offset = service, "oldest"
-        (path / "pubsub.yaml").write_text(pubsub_component(self.kafka.plaintext, group, service, offset))
+        from testbed.daprd import kafka_pubsub_component
+
+        component = kafka_pubsub_component(
+            self.kafka.plaintext, consumer_group=group, client_id=service, initial_offset=offset
+        )
+        (path / "pubsub.yaml").write_text(component)
         (path / "resiliency.yaml").write_text(RESILIENCY)
 
     def _start_sidecar(self, service: str) -> None:
@@ -242,7 +223,7 @@ class TodoPlatform:
             app_id=service,
             app_port=self.app_ports[service],
             resources_dir=self.resources_dir(service),
-            env={"APP_API_TOKEN": TEST_APP_API_TOKEN},
+            app_api_token=TEST_APP_API_TOKEN,
         )
 
     def service_env(self, service: str) -> dict[str, str]:
@@ -335,7 +316,95 @@ def todo_platform(pg, kafka, prometheus, daprd_factory, testbed_run) -> Iterator
 
 
 def _factory_adapter(daprd_factory: Callable[..., Any]) -> Callable[..., Any]:
-    def start(*, app_id: str, app_port: int, resources_dir: Path, env: dict[str, str]) -> Any:
-        return daprd_factory(app_id, app_port, resources_dir, env=env)
+    def start(*, app_id: str, app_port: int, resources_dir: Path, app_api_token: str) -> Any:
+        return daprd_factory(app_id, app_port, resources_dir, app_api_token=app_api_token)
 
     return start
+
+
+# --------------------------------------------------------------------------------------------------
+# scripts/run-local: the application on the detached test bed of `scripts/testbed up`
+
+
+def _standalone_sidecar_starter(run: Any) -> Callable[..., Any]:
+    """Start daprd outside pytest through the test bed's daprd component."""
+    from testbed.daprd import Daprd
+
+    def start(*, app_id: str, app_port: int, resources_dir: Path, app_api_token: str) -> Any:
+        sidecar = Daprd(run, app_id, app_port, resources_dir, app_api_token=app_api_token)
+        sidecar.start()
+        return sidecar
+
+    return start
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+    import signal
+
+    from testbed.core import Run, acquire
+    from testbed.kafka import Kafka
+    from testbed.postgres import Postgres
+    from testbed.prometheus import Prometheus
+
+    parser = argparse.ArgumentParser(prog="run-local", description="Run the Todo application locally.")
+    parser.add_argument("--json", action="store_true", help="print the URLs as JSON")
+    args = parser.parse_args(argv)
+    run = Run.for_session()
+    pg, _ = acquire("postgres", Postgres, run)
+    kafka, _ = acquire("kafka", Kafka, run)
+    prometheus, _ = acquire("prometheus", Prometheus, run)
+    platform = TodoPlatform(pg=pg, kafka=kafka, prometheus=prometheus,
+                            start_sidecar=_standalone_sidecar_starter(run),
+                            workdir=Path(run.data_dir) / "todo-platform", log_dir=Path(run.log_dir))
+    stop = False
+
+    def on_signal(_signum: int, _frame: Any) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        platform.start_all()
+        info = platform.describe()
+        if args.json:
+            print(json.dumps(info), flush=True)
+        else:
+            print(_banner(info, platform), flush=True)
+        while not stop:
+            for service, proc in platform.processes.items():
+                if not proc.alive():
+                    print(f"run-local: {service} exited; see {platform.log_files[service]}", file=sys.stderr)
+                    stop = True
+            time.sleep(0.5)
+    finally:
+        print("run-local: stopping the services (the test bed stays up: scripts/testbed down)", flush=True)
+        platform.stop_all()
+    return 0
+
+
+def _banner(info: dict[str, Any], platform: TodoPlatform) -> str:
+    urls = info["urls"]
+    lines = [
+        "",
+        "Todo platform is running (Ctrl-C stops it):",
+        f"  API (backend)     {urls['backend']}/docs",
+        f"  Audit API         {urls['audit']}/api/audit",
+        f"  WebSocket (sync)  {info['websocket']}?token=<access_token>",
+        f"  Prometheus        {info['prometheus']}",
+        f"  Logs              {platform.log_dir}/<service>.log",
+        "",
+        "Try it:",
+        f"  curl -s -XPOST {urls['backend']}/api/auth/register -H 'content-type: application/json' \\",
+        "       -d '{\"email\":\"me@example.test\",\"password\":\"correct-horse-battery\"}'",
+        f"  curl -s -XPOST {urls['backend']}/api/auth/login -H 'content-type: application/json' \\",
+        "       -d '{\"email\":\"me@example.test\",\"password\":\"correct-horse-battery\"}'",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
