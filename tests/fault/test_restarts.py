@@ -1,0 +1,83 @@
+"""With 500 task changes in flight, restart each consumer with its sidecar, and the Kafka broker.
+
+Afterwards: exactly one audit row per published event, every completed recurring task has exactly
+one next occurrence, every reminder fired exactly once.
+"""
+
+import asyncio
+import collections
+import time
+
+import pytest
+from fault_load import (
+    audit_event_ids,
+    occurrences_of,
+    published_event_ids,
+    reminder_firings,
+    reminders_unpublished,
+    run_changes,
+    unpublished_count,
+)
+
+pytestmark = [pytest.mark.testbed, pytest.mark.slow]
+
+#: Everything in flight must have settled within this bound after the load ends.
+SETTLE_SECONDS = 240
+
+
+async def settle(dsn, result) -> None:
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while True:
+        published = published_event_ids(dsn)
+        audited = audit_event_ids(dsn)
+        occurrences = occurrences_of(dsn, result.recurring_completed)
+        firings = reminder_firings(dsn, result.reminder_tasks)
+        done = (
+            unpublished_count(dsn) == 0
+            and set(published) <= set(audited)
+            and all(n >= 1 for n in occurrences.values())
+            and all(n >= 1 for n in firings.values())
+            and reminders_unpublished(dsn) == 0
+        )
+        if done:
+            await asyncio.sleep(5)  # let any duplicate that is still on its way land, then judge
+            return
+        if time.monotonic() > deadline:
+            return
+        await asyncio.sleep(1)
+
+
+def check_invariants(dsn, result) -> None:
+    published = published_event_ids(dsn)
+    audited = audit_event_ids(dsn)
+    duplicates = [e for e, n in collections.Counter(audited).items() if n > 1]
+    assert not duplicates, f"{len(duplicates)} events audited more than once"
+    missing = set(published) - set(audited)
+    assert not missing, f"{len(missing)} of {len(published)} published events never reached the audit log"
+    occurrences = occurrences_of(dsn, result.recurring_completed)
+    assert result.recurring_completed, "the load completed no recurring task"
+    wrong = {t: n for t, n in occurrences.items() if n != 1}
+    assert not wrong, f"recurring tasks without exactly one next occurrence: {wrong}"
+    firings = reminder_firings(dsn, result.reminder_tasks)
+    assert result.reminder_tasks, "the load created no reminder"
+    wrong = {t: n for t, n in firings.items() if n != 1}
+    assert not wrong, f"reminders not fired exactly once: {wrong}"
+
+
+async def run_with_fault(platform, fault) -> None:
+    load = asyncio.create_task(run_changes(platform.urls["backend"], total=500, rate=50))
+    await asyncio.sleep(3)  # a few seconds in: changes are in flight
+    await asyncio.to_thread(fault)
+    result = await load
+    assert result.changes == 500
+    await settle(platform.dsn, result)
+    check_invariants(platform.dsn, result)
+
+
+@pytest.mark.parametrize("service", ["audit", "recurring-task", "notification", "sync"])
+async def test_restart_consumer_and_its_sidecar_under_load(todo_platform, service):
+    await run_with_fault(todo_platform, lambda: todo_platform.restart(service))
+
+
+async def test_restart_kafka_broker_under_load(todo_platform, kafka):
+    await run_with_fault(todo_platform, kafka.restart)
