@@ -1,0 +1,223 @@
+"""Event pipeline benchmark: API commit -> audit row and -> WebSocket message, with Kafka's own
+produce -> consume latency measured in the same run as the floor.
+
+    scripts/testbed up postgres kafka prometheus
+    PYTHONPATH=tests .venv/bin/python bench/e2e/pipeline.py [--rate 50] [--seconds 60]
+
+Starts the five services with their sidecars on the running test bed (like scripts/run-local),
+drives ``rate`` task changes per second for ``seconds`` through the REST API while a WebSocket of
+the same user is open, and at the same time sends ``rate`` messages per second through a Kafka
+topic of its own with confluent-kafka. Prints p50/p95/max and each path's ratio to the Kafka floor.
+
+Clocks: "commit" is the moment the API response arrived at the client (the transaction committed
+before the response was sent); audit times are the audit row's ``recorded_at`` (PostgreSQL's clock
+on the same machine); WebSocket times are the arrival at the client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import orjson
+import psycopg
+import websockets
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"n": len(values), "p50": percentile(values, 50), "p95": percentile(values, 95),
+            "max": max(values) if values else float("nan"),
+            "mean": statistics.fmean(values) if values else float("nan")}
+
+
+# -- Kafka floor -----------------------------------------------------------------------------------
+
+def kafka_floor(
+    bootstrap: str, rate: float, seconds: float, out: list[float], ready: threading.Event
+) -> None:
+    from confluent_kafka import Consumer, Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topic = f"bench-floor-{uuid.uuid4().hex[:8]}"
+    AdminClient({"bootstrap.servers": bootstrap}).create_topics([NewTopic(topic, 3, 1)])[topic].result(30)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": topic, "auto.offset.reset": "earliest",
+                         "enable.auto.commit": True})
+    consumer.subscribe([topic])
+    # Like Dapr's producer: acks=all, no batching delay.
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0})
+    total = int(rate * seconds)
+    stop_consuming = threading.Event()
+
+    def consume() -> None:
+        while not stop_consuming.is_set():
+            msg = consumer.poll(0.1)
+            if msg is None or msg.error():
+                continue
+            sent = float(msg.value())
+            out.append(time.time() - sent)
+            if len(out) >= total:
+                return
+
+    reader = threading.Thread(target=consume, daemon=True)
+    # Wait for partition assignment before producing, so no message waits on a rebalance.
+    while not consumer.assignment():
+        consumer.poll(0.2)
+    reader.start()
+    ready.set()
+    start = time.monotonic()
+    for n in range(total):
+        producer.produce(topic, key=str(n % 50), value=repr(time.time()).encode())
+        producer.poll(0)
+        ahead = (n + 1) / rate - (time.monotonic() - start)
+        if ahead > 0:
+            time.sleep(ahead)
+    producer.flush(30)
+    deadline_consume = time.monotonic() + 30
+    while reader.is_alive() and time.monotonic() < deadline_consume:
+        reader.join(0.5)
+    stop_consuming.set()
+    consumer.close()
+
+
+# -- the application path --------------------------------------------------------------------------
+
+async def app_load(urls: dict[str, str], ws_url: str, rate: float, seconds: float, dsn: str) -> dict:
+    async with httpx.AsyncClient(base_url=urls["backend"], timeout=30) as client:
+        email, password = f"bench-{uuid.uuid4().hex[:8]}@example.test", uuid.uuid4().hex
+        account = {"email": email, "password": password}
+        (await client.post("/api/auth/register", json=account)).raise_for_status()
+        login = (await client.post("/api/auth/login", json=account)).json()
+        token = login["access_token"]
+        client.headers["Authorization"] = f"Bearer {token}"
+        commits: dict[tuple[str, int], float] = {}
+        ws_arrivals: dict[tuple[str, int], float] = {}
+        async with websockets.connect(ws_url, subprotocols=["bearer", token], max_queue=None) as ws:
+
+            async def read() -> None:
+                async for raw in ws:
+                    msg = orjson.loads(raw)
+                    if msg.get("type", "").startswith("task."):
+                        ws_arrivals[(msg["task"]["id"], msg["version"])] = time.time()
+
+            reader = asyncio.create_task(read())
+            total = int(rate * seconds)
+            task_ids: list[str] = []
+            start = time.monotonic()
+            in_flight: set[asyncio.Task] = set()
+
+            async def change(n: int) -> None:
+                if n % 3 == 0 or not task_ids:
+                    body = {"title": f"bench {n}", "remind_before_minutes": None}
+                    r = await client.post("/api/tasks", json=body)
+                else:
+                    task_id = task_ids[n % len(task_ids)]
+                    r = await client.patch(f"/api/tasks/{task_id}", json={"description": f"change {n}"})
+                r.raise_for_status()
+                body = r.json()
+                commits[(body["id"], body["version"])] = time.time()
+                if n % 3 == 0:
+                    task_ids.append(body["id"])
+
+            for n in range(total):
+                t = asyncio.create_task(change(n))
+                in_flight.add(t)
+                t.add_done_callback(in_flight.discard)
+                ahead = (n + 1) / rate - (time.monotonic() - start)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+            await asyncio.gather(*in_flight)
+            achieved = total / (time.monotonic() - start)
+            deadline = time.monotonic() + 60
+            while len(ws_arrivals) < len(commits) and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.5)
+            reader.cancel()
+    # audit rows of this user's events
+    user_id = login["user_id"]
+    deadline = time.monotonic() + 60
+    while True:
+        with psycopg.connect(dsn) as conn:
+            rows = conn.execute(
+                "SELECT task_id::text, task_version, extract(epoch from recorded_at) FROM audit.audit_log "
+                "WHERE user_id = %s", (user_id,)).fetchall()
+        if len(rows) >= len(commits) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    audit_rows = {(r[0], r[1]): float(r[2]) for r in rows}
+    to_audit = [audit_rows[k] - t for k, t in commits.items() if k in audit_rows]
+    to_ws = [ws_arrivals[k] - t for k, t in commits.items() if k in ws_arrivals]
+    return {"changes": len(commits), "achieved_rate": achieved, "to_audit": to_audit, "to_ws": to_ws,
+            "audit_missing": len(commits) - len(to_audit), "ws_missing": len(commits) - len(to_ws)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=50.0)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args(argv)
+
+    from testbed.core import Run, acquire
+    from testbed.kafka import Kafka
+    from testbed.platform import TodoPlatform, _standalone_sidecar_starter
+    from testbed.postgres import Postgres
+
+    run = Run.for_session()
+    pg, _ = acquire("postgres", Postgres, run)
+    kafka, _ = acquire("kafka", Kafka, run)
+    platform = TodoPlatform(
+        pg=pg, kafka=kafka, prometheus=None, start_sidecar=_standalone_sidecar_starter(run),
+        workdir=Path(run.data_dir) / "bench-platform", log_dir=Path(run.log_dir),
+    )
+    try:
+        platform.start_all()
+        floor: list[float] = []
+        ready = threading.Event()
+        floor_thread = threading.Thread(
+            target=kafka_floor, args=(kafka.plaintext, args.rate, args.seconds, floor, ready), daemon=True)
+        floor_thread.start()
+        ready.wait(60)
+        app = asyncio.run(app_load(platform.urls, platform.describe()["websocket"], args.rate, args.seconds,
+                                   platform.dsn))
+        floor_thread.join(120)
+    finally:
+        platform.stop_all()
+    figures = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "rate": args.rate, "seconds": args.seconds, "achieved_rate": round(app["achieved_rate"], 1),
+        "kafka_floor": summary(floor), "api_to_audit": summary(app["to_audit"]),
+        "api_to_websocket": summary(app["to_ws"]),
+        "audit_missing": app["audit_missing"], "ws_missing": app["ws_missing"],
+    }
+    kf = figures["kafka_floor"]
+    print(f"{'path':<22}{'n':>6}{'p50 ms':>10}{'p95 ms':>10}{'max ms':>10}{'p95 / floor p95':>18}")
+    for name in ("kafka_floor", "api_to_audit", "api_to_websocket"):
+        s = figures[name]
+        ratio = s["p95"] / kf["p95"] if kf["p95"] else float("nan")
+        print(f"{name:<22}{s['n']:>6}{s['p50'] * 1000:>10.1f}{s['p95'] * 1000:>10.1f}{s['max'] * 1000:>10.1f}"
+              f"{ratio:>18.1f}")
+    print(f"achieved {figures['achieved_rate']} changes/s; missing audit rows: {app['audit_missing']}, "
+          f"missing WebSocket messages: {app['ws_missing']}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    return 0 if not app["audit_missing"] and not app["ws_missing"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
