@@ -195,7 +195,7 @@ async def update_task(
     task = await get_task(session, user_id, task_id, lock=True)
     changed = [name for name, value in body.changes().items() if getattr(task, name) != value]
     if not changed:
-        await session.rollback()
+        await session.commit()  # releases the row lock; commit (unlike rollback) keeps attributes loaded
         return task
     for name in changed:
         setattr(task, name, body.changes()[name])
@@ -217,7 +217,7 @@ async def set_completed(
     task = await get_task(session, user_id, task_id, lock=True)
     target = Status.completed if completed else Status.pending
     if task.status == target.value:
-        await session.rollback()
+        await session.commit()
         return task
     task.status = target.value
     task.completed_at = datetime.now(UTC) if completed else None
