@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-
 from todo.backend.app import create_app
 from todo.backend.settings import BackendSettings
 from todo.common.migrations import upgrade_async

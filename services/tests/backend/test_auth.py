@@ -7,7 +7,6 @@ import uuid
 
 import jwt
 import pytest
-
 from conftest import JWT_SECRET, register_user
 
 pytestmark = pytest.mark.testbed

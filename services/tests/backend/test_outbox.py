@@ -1,4 +1,4 @@
-"""Every change writes its CloudEvent to the outbox in the same transaction (read straight from PostgreSQL)."""
+"""Every change writes its CloudEvent to the outbox in the same transaction (read from PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ async def _events(dsn: str, task_id: str) -> list[dict]:
     conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetch(
-            "SELECT payload::text AS p, partition_key, topic FROM backend.outbox WHERE partition_key = $1 ORDER BY seq",
+            "SELECT payload::text AS p, partition_key, topic FROM backend.outbox"
+            " WHERE partition_key = $1 ORDER BY seq",
             task_id,
         )
     finally:

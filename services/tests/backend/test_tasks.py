@@ -6,7 +6,6 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-
 from conftest import register_user
 
 pytestmark = pytest.mark.testbed
