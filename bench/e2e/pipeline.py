@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     kafka, _ = acquire("kafka", Kafka, run)
     platform = TodoPlatform(
         pg=pg, kafka=kafka, prometheus=None, start_sidecar=_standalone_sidecar_starter(run),
-        workdir=Path(run.data_dir) / "bench-platform", log_dir=Path(run.log_dir),
+        workdir=Path(run.data_dir) / "bench-platform", log_dir=Path(run.log_dir), database="todo_bench",
     )
     try:
         platform.start_all()

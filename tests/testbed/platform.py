@@ -129,7 +129,9 @@ class TodoPlatform:
         workdir: Path,
         log_dir: Path,
         extra_env: dict[str, dict[str, str]] | None = None,
+        database: str = DATABASE,
     ) -> None:
+        self.database = database
         self.pg = pg
         self.kafka = kafka
         self.prometheus = prometheus
@@ -147,7 +149,7 @@ class TodoPlatform:
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start_all(self) -> TodoPlatform:
-        self.dsn = self.pg.create_database(DATABASE)
+        self.dsn = self.pg.create_database(self.database)
         for package in ("backend", "audit", "recurring", "notification", "sync"):
             migrate(package, self.dsn)
         for service in SERVICES:
@@ -254,7 +256,7 @@ class TodoPlatform:
         )
         self.processes[service] = proc.start()
 
-    def wait_ready(self, service: str, timeout: float = 90.0) -> None:
+    def wait_ready(self, service: str, timeout: float = 180.0) -> None:
         import httpx
 
         deadline = time.monotonic() + timeout
@@ -306,7 +308,7 @@ def todo_platform(pg, kafka, prometheus, daprd_factory, testbed_run) -> Iterator
     run_dir = Path(testbed_run.data_dir) / "todo-platform"
     platform = TodoPlatform(
         pg=pg, kafka=kafka, prometheus=prometheus, start_sidecar=_factory_adapter(daprd_factory),
-        workdir=run_dir, log_dir=Path(testbed_run.log_dir),
+        workdir=run_dir, log_dir=Path(testbed_run.log_dir), database="todo_tests",
     )
     try:
         platform.start_all()

@@ -69,20 +69,25 @@ class ReminderScheduler:
 
     async def run(self) -> None:
         """Fire due reminders forever; a database outage only delays them (they then fire late)."""
-        ticks = 0
+        ticks = failures = 0
         while True:
             try:
                 fired = await self.fire_once()
                 if ticks % 10 == 0:
                     await self.refresh_gauge()
+                failures = 0
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                _log.warning("scheduler cycle failed", error=f"{type(exc).__name__}: {exc}")
+                failures += 1
+                if failures == 1 or failures % 20 == 0:
+                    _log.warning("scheduler cycle failed", error=f"{type(exc).__name__}: {exc}",
+                                 failures=failures)
                 fired = []
             ticks += 1
             if len(fired) < self.batch_size:
-                await asyncio.sleep(self.poll_interval * (0.8 + 0.4 * random.random()))
+                backoff = min(5.0, self.poll_interval * 2 ** min(failures, 4))
+                await asyncio.sleep(backoff * (0.8 + 0.4 * random.random()))
 
     async def send_emails_once(self) -> int:
         if self.smtp is None:
