@@ -166,9 +166,9 @@ class TodoPlatform:
         return self
 
     def stop_all(self) -> None:
-        for service in reversed(SERVICES):
+        for key in reversed(list(self.urls)):
             with contextlib.suppress(Exception):
-                self.stop(service)
+                self.stop(key)
 
     def stop(self, service: str) -> None:
         """Stop the service and its sidecar (as a pod going away would)."""
@@ -192,6 +192,21 @@ class TodoPlatform:
         self.stop(service)
         self.start(service)
 
+    def add_replica(self, service: str) -> str:
+        """Start one more replica of ``service`` (app + its own daprd); returns its key in ``urls``."""
+        n = 2
+        while f"{service}#{n}" in self.urls:
+            n += 1
+        key = f"{service}#{n}"
+        self._write_resources(service, key)
+        self.app_ports[key] = free_port()
+        self.log_files[key] = self.log_dir / f"{service}-{n}.log"
+        self.urls[key] = f"http://127.0.0.1:{self.app_ports[key]}"
+        self._start_sidecar(key)
+        self._start_app(key)
+        self.wait_ready(key)
+        return key
+
     def restart_app(self, service: str) -> None:
         """Restart only the service process, leaving its sidecar up."""
         proc = self.processes.pop(service)
@@ -203,10 +218,10 @@ class TodoPlatform:
     def resources_dir(self, service: str) -> Path:
         return self.workdir / "dapr" / service
 
-    def _write_resources(self, service: str) -> None:
-        path = self.resources_dir(service)
+    def _write_resources(self, service: str, key: str | None = None) -> None:
+        path = self.resources_dir(key or service)
         path.mkdir(parents=True, exist_ok=True)
-        if service == "sync":
+        if service.startswith("sync"):
             # Every sync replica must see every event: a consumer group of its own per replica
             # (in the cluster the component uses {podName}); new replicas start at the newest event.
             group, offset = f"sync-{uuid.uuid4().hex[:12]}", "newest"
@@ -220,22 +235,23 @@ class TodoPlatform:
         (path / "pubsub.yaml").write_text(component)
         (path / "resiliency.yaml").write_text(RESILIENCY)
 
-    def _start_sidecar(self, service: str) -> None:
-        self.daprd[service] = self.start_sidecar(
-            app_id=service,
-            app_port=self.app_ports[service],
-            resources_dir=self.resources_dir(service),
+    def _start_sidecar(self, key: str) -> None:
+        self.daprd[key] = self.start_sidecar(
+            app_id=key.split("#")[0],
+            app_port=self.app_ports[key],
+            resources_dir=self.resources_dir(key),
             app_api_token=TEST_APP_API_TOKEN,
         )
 
-    def service_env(self, service: str) -> dict[str, str]:
+    def service_env(self, key: str) -> dict[str, str]:
+        service = key.split("#")[0]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DAPR_", "TESTBED_"))}
         env.update(
             DATABASE_URL=self.dsn,
             JWT_SECRET=self.jwt_secret,
-            DAPR_HTTP_PORT=str(self.daprd[service].http_port),
+            DAPR_HTTP_PORT=str(self.daprd[key].http_port),
             APP_API_TOKEN=TEST_APP_API_TOKEN,
-            PORT=str(self.app_ports[service]),
+            PORT=str(self.app_ports[key]),
             LOG_LEVEL="INFO",
             HOST="127.0.0.1",
         )
@@ -244,17 +260,17 @@ class TodoPlatform:
         env.update(self.extra_env.get(service, {}))
         return env
 
-    def _start_app(self, service: str) -> None:
+    def _start_app(self, key: str) -> None:
         exe = Path(sys.executable).with_name("todo-service")
         if not exe.exists():
             raise ComponentError(f"{exe} is missing: run scripts/bootstrap (installs the services)")
         proc = ManagedProcess(
-            [str(exe), service, "--host", "127.0.0.1", "--port", str(self.app_ports[service])],
-            log_file=self.log_files[service],
-            env=self.service_env(service),
+            [str(exe), key.split("#")[0], "--host", "127.0.0.1", "--port", str(self.app_ports[key])],
+            log_file=self.log_files[key],
+            env=self.service_env(key),
             cwd=repo_root(),
         )
-        self.processes[service] = proc.start()
+        self.processes[key] = proc.start()
 
     def wait_ready(self, service: str, timeout: float = 180.0) -> None:
         import httpx

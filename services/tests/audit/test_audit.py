@@ -22,8 +22,9 @@ def audit_dsn(pg):
 
 @pytest.fixture(scope="module")
 async def client(audit_dsn):
-    settings = ServiceSettings(database_url=audit_dsn, jwt_secret=TEST_JWT_SECRET, dapr_ready_check=False,
-                               dapr_http_port=1)  # no sidecar: a DLQ publish fails
+    settings = ServiceSettings(
+        database_url=audit_dsn, jwt_secret=TEST_JWT_SECRET, dapr_ready_check=False, dapr_http_port=1
+    )  # no sidecar: a DLQ publish fails
     app = create_app(settings)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://audit") as c:
         yield c
@@ -33,8 +34,9 @@ async def client(audit_dsn):
 
 async def deliver(client, event) -> httpx.Response:
     body = event if isinstance(event, bytes) else orjson.dumps(event)
-    return await client.post("/events/task-events", content=body,
-                             headers={"Content-Type": "application/cloudevents+json"})
+    return await client.post(
+        "/events/task-events", content=body, headers={"Content-Type": "application/cloudevents+json"}
+    )
 
 
 async def trail(client, user, **params):
@@ -45,8 +47,14 @@ async def trail(client, user, **params):
 
 async def test_subscription_names_topic_route_and_dead_letter_topic(client):
     r = await client.get("/dapr/subscribe")
-    assert r.json() == [{"pubsubname": "pubsub", "topic": "task-events", "route": "/events/task-events",
-                         "deadLetterTopic": "task-events-dlq"}]
+    assert r.json() == [
+        {
+            "pubsubname": "pubsub",
+            "topic": "task-events",
+            "route": "/events/task-events",
+            "deadLetterTopic": "task-events-dlq",
+        }
+    ]
 
 
 async def test_event_is_recorded_once_even_when_redelivered(client):
@@ -95,8 +103,12 @@ async def test_filters_and_pagination(client):
     assert len((await trail(client, user, type="task.created"))["items"]) == 3
     assert len((await trail(client, user, type="com.todo.task.updated"))["items"]) == 9
     assert len((await trail(client, user, task_id=tasks[1]["id"]))["items"]) == 4
-    window = await trail(client, user, since=(base + timedelta(minutes=2)).isoformat(),
-                         until=(base + timedelta(minutes=5)).isoformat())
+    window = await trail(
+        client,
+        user,
+        since=(base + timedelta(minutes=2)).isoformat(),
+        until=(base + timedelta(minutes=5)).isoformat(),
+    )
     assert [i["time"] for i in window["items"]] == [
         (base + timedelta(minutes=m)).isoformat().replace("+00:00", "Z") for m in (2, 3, 4)
     ]
@@ -116,12 +128,18 @@ async def test_filters_and_pagination(client):
 
 @pytest.mark.parametrize(
     ("params", "status"),
-    [({"cursor": "not-a-cursor"}, 400), ({"type": "task.exploded"}, 400), ({"limit": 0}, 422),
-     ({"task_id": "nope"}, 422), ({"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, 400)],
+    [
+        ({"cursor": "not-a-cursor"}, 400),
+        ({"type": "task.exploded"}, 400),
+        ({"limit": 0}, 422),
+        ({"task_id": "nope"}, 422),
+        ({"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, 400),
+    ],
 )
 async def test_bad_queries_get_a_problem_document(client, params, status):
-    r = await client.get("/api/audit", params=params,
-                         headers={"Authorization": f"Bearer {token_for(uuid.uuid4())}"})
+    r = await client.get(
+        "/api/audit", params=params, headers={"Authorization": f"Bearer {token_for(uuid.uuid4())}"}
+    )
     assert r.status_code == status
     assert r.headers["content-type"].startswith("application/problem+json")
 

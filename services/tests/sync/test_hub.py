@@ -53,8 +53,11 @@ async def _until(predicate):
 async def test_message_reaches_every_connection_of_the_user_and_nobody_else():
     hub = Hub()
     a1, a2, b = FakeSocket(), FakeSocket(), FakeSocket()
-    tasks = [(await _attach(hub, "alice", a1))[1], (await _attach(hub, "alice", a2))[1],
-             (await _attach(hub, "bob", b))[1]]
+    tasks = [
+        (await _attach(hub, "alice", a1))[1],
+        (await _attach(hub, "alice", a2))[1],
+        (await _attach(hub, "bob", b))[1],
+    ]
     assert hub.publish("alice", "task.updated", {"type": "task.updated", "n": 1}) == 2
     await _until(lambda: a1.frames and a2.frames)
     assert a1.frames == a2.frames == [{"type": "task.updated", "n": 1}]

@@ -70,17 +70,27 @@ async def test_task_change_reaches_every_connection_of_the_user_only(server):
 async def test_reminder_reaches_the_user(server):
     user = uuid.uuid4()
     task = task_snapshot(user, title="Dentist")
-    data = {"task_id": task["id"], "user_id": str(user), "fire_at": "2026-01-01T10:00:00Z",
-            "fired_at": "2026-01-01T10:00:01Z", "due_at": "2026-01-01T10:15:00Z", "late": False,
-            "version": 1, "task": task}
+    data = {
+        "task_id": task["id"],
+        "user_id": str(user),
+        "fire_at": "2026-01-01T10:00:00Z",
+        "fired_at": "2026-01-01T10:00:01Z",
+        "due_at": "2026-01-01T10:15:00Z",
+        "late": False,
+        "version": 1,
+        "task": task,
+    }
     event = build_event(REMINDER_DUE, "/todo/notification", task["id"], data)
     async with websockets.connect(f"ws://{server}/ws?token={token_for(user)}") as ws:
         assert (await post_event(server, event, "reminders")).json() == {"status": "SUCCESS"}
         msg = await next_message(ws)
     assert msg["type"] == "reminder.due"
     assert msg["task"]["title"] == "Dentist"
-    assert msg["reminder"] == {"fire_at": "2026-01-01T10:00:00Z", "fired_at": "2026-01-01T10:00:01Z",
-                               "late": False}
+    assert msg["reminder"] == {
+        "fire_at": "2026-01-01T10:00:00Z",
+        "fired_at": "2026-01-01T10:00:01Z",
+        "late": False,
+    }
 
 
 async def test_redelivered_event_is_pushed_once(server):
@@ -123,8 +133,13 @@ async def test_ping_gets_pong_and_idle_connection_gets_heartbeats(server):
 
 
 async def test_unusable_events_are_dropped_to_the_dead_letter_topic(server):
-    no_user = {"specversion": "1.0", "id": "x", "source": "/t", "type": "com.todo.task.created",
-               "data": {"no": "user"}}
+    no_user = {
+        "specversion": "1.0",
+        "id": "x",
+        "source": "/t",
+        "type": "com.todo.task.created",
+        "data": {"no": "user"},
+    }
     r = await post_event(server, no_user)
     assert r.json() == {"status": "DROP"}
     async with httpx.AsyncClient(base_url=f"http://{server}") as c:
@@ -136,7 +151,9 @@ async def test_subscribes_to_both_topics_with_dead_letter_topics(server):
     async with httpx.AsyncClient(base_url=f"http://{server}") as c:
         subs = (await c.get("/dapr/subscribe")).json()
     assert {(s["topic"], s["deadLetterTopic"]) for s in subs} == {
-        ("task-events", "task-events-dlq"), ("reminders", "reminders-dlq")}
+        ("task-events", "task-events-dlq"),
+        ("reminders", "reminders-dlq"),
+    }
 
 
 async def test_metrics_count_connections_and_messages(server):
