@@ -1,0 +1,116 @@
+"""For each inventory, everything the roles would apply is sent to the test bed's API server as a
+server-side dry run (ansible-playbook --check: kubernetes.core and todo.platform modules dry-run
+on the server), so a broken variable of any environment fails here, not in that cloud.
+
+Only what needs the outside world is switched off: creating a local cluster, building the image,
+charts (no chart repositories here) and probing a managed Kafka over the internet."""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+import pytest
+from conftest import ENVIRONMENTS, NAMESPACES, crds_dir, run, tool_env
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+pytestmark = [pytest.mark.testbed, pytest.mark.timeout(3600)]
+
+SKIP_TAGS = "cluster_install,images_build,images_publish"
+
+# Kept as small as possible: only what cannot run against this API server.
+OVERRIDES = {
+    "cluster_required_tools": [],
+    "cluster_expected_node_provider_id": "",
+    "crds_source": "local",
+    "crds_local_dir": "{{ lookup('ansible.builtin.env', 'TODO_CRDS_DIR') }}",
+    "kafka_install_chart": False,
+    "dapr_install_chart": False,
+    "monitoring_install_chart": False,
+    "logging_install_chart": False,
+    "kafka_probe": False,
+    # Topics of a managed Kafka go through its admin API over the internet.
+    "kafka_manage_topics": "{{ kafka_provider == 'strimzi' }}",
+}
+# GKE's GCPBackendPolicy CRD is not among the upstream CRDs available here.
+ENV_OVERRIDES = {"gke": {"apps_extra_manifests": []}}
+
+
+def _ensure_namespaces(kube) -> None:
+    existing = kube.kubectl("get", "namespaces", "-o", "jsonpath={.items[*].metadata.name}")
+    names = set(str(getattr(existing, "stdout", existing)).split())
+    for ns in NAMESPACES:
+        if ns not in names:
+            kube.kubectl("create", "namespace", ns)
+
+
+def _strimzi_ca_secret(kube, tmp_path) -> None:
+    """What Strimzi's operator creates on GKE (TLS listener): the cluster CA certificate Secret."""
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cluster-ca")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem = tmp_path / "ca.crt"
+    pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    kube.kubectl("-n", "kafka", "delete", "secret", "todo-kafka-cluster-ca-cert", "--ignore-not-found")
+    kube.kubectl(
+        "-n", "kafka", "create", "secret", "generic", "todo-kafka-cluster-ca-cert",
+        f"--from-file=ca.crt={pem}",
+    )
+
+
+def dry_run(kube, env_name: str, tmp_path, extra: dict | None = None):
+    overrides = {**OVERRIDES, **ENV_OVERRIDES.get(env_name, {}), **(extra or {})}
+    overrides_file = tmp_path / f"overrides-{env_name}.json"
+    overrides_file.write_text(json.dumps(overrides))
+    env = tool_env(kube)
+    return run(
+        ["ansible-playbook", "site.yml", "-i", f"inventories/{env_name}", "--check", "--diff",
+         "--skip-tags", SKIP_TAGS, "-e", f"@{overrides_file}",
+         # The cloud inventories name their own contexts; here every one targets the test bed.
+         "-e", f"cluster_kubeconfig={kube.kubeconfig}", "-e", f"cluster_context={kube.context}"],
+        env,
+    )
+
+
+@pytest.fixture(scope="module")
+def api(kube):
+    kube.install_crds(sorted(str(p) for p in crds_dir().glob("*/*.yaml")))
+    _ensure_namespaces(kube)
+    return kube
+
+
+@pytest.mark.parametrize("env_name", ENVIRONMENTS)
+def test_inventory_renders_objects_the_api_server_accepts(api, env_name, tmp_path):
+    if env_name == "gke":
+        _strimzi_ca_secret(api, tmp_path)
+    result = dry_run(api, env_name, tmp_path)
+    tail = f"{result.stdout[-6000:]}\n{result.stderr[-2000:]}"
+    assert result.returncode == 0, f"{env_name}: dry run failed\n{tail}"
+    assert "failed=0" in result.stdout
+
+
+def test_a_broken_cloud_variable_is_caught(api, tmp_path):
+    """An impossible resource quantity in the OKE inventory is refused by the API server."""
+    broken = {"apps_service_overrides": {"backend": {"resources": {"requests": {"cpu": "two"}}}}}
+    result = dry_run(api, "oke", tmp_path, broken)
+    assert result.returncode != 0
+    assert "quantities must match" in result.stdout, result.stdout[-4000:]
+
+
+def test_an_event_hubs_basic_tier_is_refused(api, tmp_path):
+    """AKS wiring with a Basic-tier namespace (no Kafka endpoint) stops with a clear message."""
+    basic = {"namespace": "todo-events", "tier": "basic", "connection_string": "Endpoint=sb://x/;SharedAccessKey=eA=="}
+    result = dry_run(api, "aks", tmp_path, {"kafka_azure_event_hubs": basic})
+    assert result.returncode != 0
+    assert "basic" in result.stdout.lower(), result.stdout[-4000:]

@@ -1,0 +1,32 @@
+"""The molecule `kwok` scenario against the test bed's Kubernetes API: converge -> idempotence
+(changed=0) -> converge again under --check --diff (changed=0) -> verify -> cleanup."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import recap_changed, run, tool_env
+
+pytestmark = [pytest.mark.testbed, pytest.mark.timeout(3600)]
+
+
+def molecule(env, *args: str):
+    result = run(["molecule", *args], env, timeout=3000)
+    print(result.stdout[-20000:])
+    print(result.stderr[-5000:])
+    return result
+
+
+def test_kwok_scenario(kube):
+    env = tool_env(kube)
+    steps = [("cleanup",), ("converge",), ("idempotence",)]
+    try:
+        for step in steps:
+            result = molecule(env, step[0], "-s", "kwok")
+            assert result.returncode == 0, f"molecule {step[0]} failed"
+        check = molecule(env, "converge", "-s", "kwok", "--", "--check", "--diff")
+        assert check.returncode == 0, "converge under --check --diff failed"
+        assert recap_changed(check.stdout) == 0, "--check --diff after converge reports changes"
+        result = molecule(env, "verify", "-s", "kwok")
+        assert result.returncode == 0, "molecule verify failed"
+    finally:
+        molecule(env, "cleanup", "-s", "kwok")
