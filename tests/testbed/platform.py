@@ -163,7 +163,44 @@ class TodoPlatform:
         for service in SERVICES:
             self.wait_ready(service)
         self._scrape()
+        self.wait_pipeline()
         return self
+
+    def wait_pipeline(self, sync_key: str = "sync", timeout: float = 180.0) -> None:
+        """Block until a task change made through the API reaches a WebSocket on ``sync_key``.
+
+        Readiness says the processes are up; this says the Kafka consumer groups have joined (a
+        new sync group starts at the newest offset, so events before its join would not reach it).
+        """
+        import httpx
+        from websockets.sync.client import connect
+
+        account = {"email": f"probe-{uuid.uuid4().hex[:10]}@example.test", "password": uuid.uuid4().hex}
+        api = httpx.Client(base_url=self.urls["backend"], timeout=30)
+        try:
+            api.post("/api/auth/register", json=account).raise_for_status()
+            token = api.post("/api/auth/login", json=account).json()["access_token"]
+            api.headers["Authorization"] = f"Bearer {token}"
+            ws_url = self.urls[sync_key].replace("http://", "ws://") + "/ws"
+            deadline = time.monotonic() + timeout
+            with connect(ws_url, subprotocols=["bearer", token], open_timeout=30) as ws:
+                while time.monotonic() < deadline:
+                    body = {"title": "pipeline probe", "remind_before_minutes": None}
+                    r = api.post("/api/tasks", json=body)
+                    r.raise_for_status()
+                    probe = r.json()["id"]
+                    until = time.monotonic() + 5
+                    while time.monotonic() < until:
+                        try:
+                            raw = ws.recv(timeout=max(0.1, until - time.monotonic()))
+                        except TimeoutError:
+                            break
+                        if probe in raw:
+                            return
+        finally:
+            api.close()
+        raise ComponentError(f"task changes do not reach {sync_key} within {timeout:.0f}s; "
+                             f"see {self.log_dir}")
 
     def stop_all(self) -> None:
         for key in reversed(list(self.urls)):
@@ -205,6 +242,8 @@ class TodoPlatform:
         self._start_sidecar(key)
         self._start_app(key)
         self.wait_ready(key)
+        if service == "sync":
+            self.wait_pipeline(key)
         return key
 
     def restart_app(self, service: str) -> None:
