@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ["kind", "minikube", "oke", "aks", "gke"]
 NAMESPACES = ["todo", "kafka", "dapr-system", "monitoring", "logging", "todo-gateway"]
@@ -30,11 +28,10 @@ TEST_SECRETS = {
 
 
 def crds_dir() -> Path:
-    """The upstream CRDs kept as test data beside the repository (override: TODO_CRDS_DIR)."""
-    path = Path(os.environ.get("TODO_CRDS_DIR", ROOT.parent / "shared" / "crds")).resolve()
-    if not (path / "dapr" / "components.yaml").is_file():
-        pytest.fail(f"upstream CRDs not found in {path}: set TODO_CRDS_DIR to the shared crds folder")
-    return path
+    """The upstream CRDs kept as test data beside the repository (override: TODO_PLATFORM_CRDS_DIR)."""
+    from testbed.kube import crds_dir as testbed_crds_dir
+
+    return testbed_crds_dir().resolve()
 
 
 def tool_env(kube) -> dict[str, str]:
@@ -50,7 +47,7 @@ def tool_env(kube) -> dict[str, str]:
         ANSIBLE_FORCE_COLOR="0",
         TODO_KUBECONFIG=str(kube.kubeconfig),
         TODO_KUBE_CONTEXT=kube.context,
-        TODO_CRDS_DIR=str(crds_dir()),
+        TODO_PLATFORM_CRDS_DIR=str(crds_dir()),
         # Cloud identities pinned by the operator do not apply to the test bed's cluster.
         TODO_KUBE_SYSTEM_UID="",
         TODO_KUBE_API_SERVER="",

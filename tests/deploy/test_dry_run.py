@@ -26,7 +26,7 @@ OVERRIDES = {
     "cluster_required_tools": [],
     "cluster_expected_node_provider_id": "",
     "crds_source": "local",
-    "crds_local_dir": "{{ lookup('ansible.builtin.env', 'TODO_CRDS_DIR') }}",
+    "crds_local_dir": "{{ lookup('ansible.builtin.env', 'TODO_PLATFORM_CRDS_DIR') }}",
     "kafka_install_chart": False,
     "dapr_install_chart": False,
     "monitoring_install_chart": False,
@@ -41,7 +41,7 @@ ENV_OVERRIDES = {"gke": {"apps_extra_manifests": []}}
 
 def _ensure_namespaces(kube) -> None:
     existing = kube.kubectl("get", "namespaces", "-o", "jsonpath={.items[*].metadata.name}")
-    names = set(str(getattr(existing, "stdout", existing)).split())
+    names = set(existing.stdout.split())
     for ns in NAMESPACES:
         if ns not in names:
             kube.kubectl("create", "namespace", ns)
