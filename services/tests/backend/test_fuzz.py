@@ -1,4 +1,4 @@
-"""Schemathesis against the backend's OpenAPI, in-process (ASGI) on the real database: no input gives a 5xx."""
+"""Schemathesis against the OpenAPI, in-process (ASGI) on the real database: no input gives a 5xx."""
 
 from __future__ import annotations
 
