@@ -65,6 +65,8 @@ class GoTool:
     name: str
     version: str
     module_dir: str
+    #: the upstream module the wrapper requires at ``version``
+    module: str
     packages: tuple[str, ...]
     ldflags: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
@@ -129,6 +131,7 @@ TOOLS: dict[str, GoTool] = {
             name="kubernetes",
             version=KUBERNETES_VERSION,
             module_dir="kubernetes",
+            module="k8s.io/kubernetes",
             packages=(
                 "k8s.io/kubernetes/cmd/kube-apiserver",
                 "k8s.io/kubernetes/cmd/kube-controller-manager",
@@ -141,6 +144,7 @@ TOOLS: dict[str, GoTool] = {
             name="daprd",
             version=DAPR_VERSION,
             module_dir="daprd",
+            module="github.com/dapr/dapr",
             packages=("github.com/dapr/dapr/cmd/daprd",),
             tags=("stablecomponents",),
             ldflags=(f"-X github.com/dapr/dapr/pkg/buildinfo.version={DAPR_VERSION}",),
@@ -150,6 +154,7 @@ TOOLS: dict[str, GoTool] = {
             name="kwok",
             version=KWOK_VERSION,
             module_dir="kwok",
+            module="sigs.k8s.io/kwok",
             packages=("sigs.k8s.io/kwok/cmd/kwok", "sigs.k8s.io/kwok/cmd/kwokctl"),
             purpose="kwokctl (cluster from local binaries) and the kwok node/pod simulator",
         ),
@@ -157,6 +162,7 @@ TOOLS: dict[str, GoTool] = {
             name="etcd",
             version=ETCD_VERSION,
             module_dir="etcd",
+            module="go.etcd.io/etcd/server/v3",
             packages=("go.etcd.io/etcd/server/v3",),
             rename={"v3": "etcd"},
             purpose="etcd for the kwok cluster",
@@ -165,6 +171,7 @@ TOOLS: dict[str, GoTool] = {
             name="kind",
             version=KIND_VERSION,
             module_dir="kind",
+            module="sigs.k8s.io/kind",
             packages=("sigs.k8s.io/kind",),
             purpose="local Kubernetes in Docker for the deploy path (needs Docker and image pulls)",
         ),
@@ -172,6 +179,7 @@ TOOLS: dict[str, GoTool] = {
             name="helm",
             version=HELM_VERSION,
             module_dir="helm",
+            module="helm.sh/helm/v3",
             packages=("helm.sh/helm/v3/cmd/helm",),
             ldflags=(f"-X helm.sh/helm/v3/internal/version.version={HELM_VERSION}",),
             purpose="Helm 3 for the deploy path (kubernetes.core 6.2 rejects Helm 4)",

@@ -138,6 +138,11 @@ class Kube(Component):
         return f"kwok-{self.cluster}"
 
     @property
+    def _scratch_kubeconfig(self) -> str:
+        """Where kwokctl may add/remove its context (it insists on a kubeconfig to edit)."""
+        return str(self.workdir / "kwokctl-contexts.yaml")
+
+    @property
     def _registry_file(self) -> Path:
         return _registry() / f"{self.run.name}-{self.cluster}.json"
 
@@ -173,12 +178,12 @@ class Kube(Component):
         kwok = gobuild.ensure_built("kwok")
         kubectl_binary()
         if self.cluster_dir.exists():  # a previous instance of this run: start clean
-            self.kwokctl("delete", "cluster", "--kubeconfig", "", check=False)
+            self.kwokctl("delete", "cluster", "--kubeconfig", self._scratch_kubeconfig, check=False)
             shutil.rmtree(self.cluster_dir, ignore_errors=True)
         self.kwokctl(
             "create", "cluster",
             "--runtime", "binary",
-            "--kubeconfig", "",  # do not merge into any kubeconfig; we use the cluster's own file
+            "--kubeconfig", self._scratch_kubeconfig,  # never the user's; we use the cluster's own file
             "--kube-apiserver-binary", str(k8s / "kube-apiserver"),
             "--kube-controller-manager-binary", str(k8s / "kube-controller-manager"),
             "--kube-scheduler-binary", str(k8s / "kube-scheduler"),
@@ -223,7 +228,9 @@ class Kube(Component):
         """Delete the cluster (all its processes and data)."""
         if self.cluster_dir.exists():
             with contextlib.suppress(Exception):
-                self.kwokctl("delete", "cluster", "--kubeconfig", "", check=False, timeout=120)
+                self.kwokctl(
+                    "delete", "cluster", "--kubeconfig", self._scratch_kubeconfig, check=False, timeout=120
+                )
         for proc in self.procs:  # whatever kwokctl did not stop
             proc.stop(timeout=5)
         self.procs.clear()
