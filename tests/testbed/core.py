@@ -594,6 +594,7 @@ COMPONENT_MODULES = (
     "testbed.kafka",
     "testbed.prometheus",
     "testbed.docker",
+    "testbed.gobuild",
     "testbed.daprd",
     "testbed.kube",
 )

@@ -58,3 +58,11 @@ def prometheus(testbed_run: Run) -> Iterator[Component]:
     from testbed.prometheus import Prometheus
 
     yield from _provide("prometheus", Prometheus, testbed_run)
+
+
+@pytest.fixture(scope="session")
+def docker_engine(testbed_run: Run) -> Iterator[Component]:
+    """A Docker engine of the test bed's own: .host (``unix://…``, use as DOCKER_HOST)."""
+    from testbed.docker import Docker
+
+    yield from _provide("docker", Docker, testbed_run)
