@@ -1,0 +1,51 @@
+"""One JSON object per line with the contract fields, for structlog and stdlib (uvicorn) loggers alike."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from datetime import datetime
+
+import structlog
+from todo.common.context import bind, bind_request, trace_from_traceparent
+from todo.common.logging import configure_logging, get_logger
+
+
+def _lines(stream: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_structlog_and_uvicorn_lines_share_the_format_and_context():
+    stream = io.StringIO()
+    configure_logging("backend", "INFO", stream=stream)
+    try:
+        bind_request(
+            "req-1", trace_from_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        )
+        bind(user_id="u-1", task_id="t-1")
+        get_logger("todo.test").info("task created", duration_ms=1.5, password="hunter2")
+        logging.getLogger("uvicorn.error").warning("Started server, dsn=postgresql://a:secret@db/x")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            get_logger("todo.test").exception("failed")
+        get_logger("todo.test").debug("not shown at INFO")
+    finally:
+        structlog.contextvars.clear_contextvars()
+    first, second, third = _lines(stream)
+    for line in (first, second, third):
+        assert line["service"] == "backend"
+        assert line["request_id"] == "req-1"
+        assert line["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+        assert (
+            datetime.fromisoformat(line["timestamp"].replace("Z", "+00:00")).utcoffset().total_seconds() == 0
+        )
+        assert line["timestamp"].endswith("Z")
+    assert first["message"] == "task created" and first["level"] == "info" and first["logger"] == "todo.test"
+    assert first["user_id"] == "u-1" and first["task_id"] == "t-1" and first["duration_ms"] == 1.5
+    assert first["password"] == "[REDACTED]"
+    assert second["logger"] == "uvicorn.error" and second["level"] == "warning"
+    assert "secret" not in second["message"]
+    assert third["level"] == "error" and "ValueError: boom" in third["error"]
+    assert "hunter2" not in stream.getvalue()

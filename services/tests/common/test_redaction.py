@@ -1,0 +1,54 @@
+"""Secrets never reach a log line: redaction by key and by value pattern."""
+
+from __future__ import annotations
+
+import pytest
+from todo.common.redaction import REDACTED, redact_event_dict, redact_text
+
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJlLXZhbHVl"
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("Authorization: Bearer abc.DEF-123_x", "abc.DEF-123_x"),
+        ("basic auth: Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA=="),
+        (f"token in text {JWT} end", JWT),
+        ("postgresql://todo:s3cr3t@db:5432/todo", "s3cr3t"),
+        ("postgresql+asyncpg://u:p%40ss@h/db?sslmode=require", "p%40ss"),
+        ("host=db user=todo password=hunter2 dbname=x", "hunter2"),
+        ("https://api.example/cb?token=abcdef&x=1", "abcdef"),
+        ('sasl.password="pa ss"', "pa ss"),
+        (
+            "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=Zm9vYmFy=",
+            "Zm9vYmFy",
+        ),
+    ],
+)
+def test_secret_values_are_masked_in_text(text, secret):
+    out = redact_text(text)
+    assert secret not in out
+    assert REDACTED in out
+
+
+def test_plain_text_is_untouched():
+    text = "task 3f1c created by user 42 at 2030-01-01T00:00:00Z; tokens: none"
+    assert redact_text(text) == text
+
+
+def test_secret_keys_are_masked_at_any_depth():
+    event = {
+        "message": "login",
+        "password": "pw",
+        "jwt_secret": "s",
+        "headers": {"Authorization": "whatever", "X-Request-ID": "r1", "dapr-api-token": "t"},
+        "config": [{"DATABASE_URL": "postgresql://a:b@c/d"}, {"name": "ok"}],
+        "token_type": "bearer",
+        "task_id": "t-1",
+    }
+    out = redact_event_dict(None, "info", dict(event))
+    assert out["password"] == REDACTED and out["jwt_secret"] == REDACTED
+    assert out["headers"]["Authorization"] == REDACTED and out["headers"]["dapr-api-token"] == REDACTED
+    assert out["headers"]["X-Request-ID"] == "r1"
+    assert out["config"][0]["DATABASE_URL"] == REDACTED and out["config"][1]["name"] == "ok"
+    assert out["token_type"] == "bearer" and out["task_id"] == "t-1"
