@@ -1,0 +1,316 @@
+"""Backend API benchmark: create-task and list-tasks throughput and p95 at 32 concurrent clients.
+
+Compares, in one run on one machine:
+  floor    bare FastAPI + asyncpg doing the same insert/select (bench/backend/floor_app.py)
+  backend  the real backend (validation, JWT, outbox event in the same transaction, logging, metrics)
+  backend (instrumentation off)  the same with the metrics and request-log middleware disabled
+and prints ratios against the floor, plus the idle RSS of the backend process.
+
+Usage (from the repo root, takes ~2 minutes):
+  .venv/bin/python bench/backend/run.py [--seconds 8] [--clients 32] [--write-docs]
+PostgreSQL comes from the test bed (a running `scripts/testbed up` is reused, otherwise one is started).
+Not part of the test suite: numbers depend on the machine; only the ratios are meaningful.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+
+PY = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    text = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+)", text).group(1)) / 1024
+
+
+class Server:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], port: int, cwd: Path) -> None:
+        self.name, self.port = name, port
+        self.proc = subprocess.Popen(
+            argv,
+            env={**os.environ, **env},
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {self.proc.returncode}") from None
+                time.sleep(0.2)
+        raise RuntimeError(f"{name} did not start")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+async def _request(reader, writer, raw: bytes) -> int:
+    writer.write(raw)
+    status_line = await reader.readline()
+    length = 0
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    if length:
+        await reader.readexactly(length)
+    return int(status_line.split()[1])
+
+
+def _raw(method: str, path: str, port: int, token: str | None, body: bytes | None) -> bytes:
+    head = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
+    if token:
+        head.append(f"Authorization: Bearer {token}")
+    if body is not None:
+        head += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + (body or b"")
+
+
+async def load(
+    port: int,
+    method: str,
+    path: str,
+    token: str | None,
+    body: bytes | None,
+    clients: int,
+    seconds: float,
+    expect: int,
+) -> dict:
+    """``clients`` keep-alive connections sending requests back to back; a tiny raw HTTP/1.1 client so
+    the load generator costs as little CPU as possible."""
+    raw = _raw(method, path, port, token, body)
+    latencies: list[float] = []
+    errors = 0
+    stop_at = time.monotonic() + seconds
+
+    async def client() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while time.monotonic() < stop_at:
+                t0 = time.perf_counter()
+                status = await _request(reader, writer, raw)
+                latencies.append(time.perf_counter() - t0)
+                if status != expect:
+                    errors += 1
+        finally:
+            writer.close()
+
+    t0 = time.monotonic()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    elapsed = time.monotonic() - t0
+    latencies.sort()
+    return {
+        "rps": len(latencies) / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p95_ms": latencies[int(len(latencies) * 0.95) - 1] * 1000,
+        "errors": errors,
+        "n": len(latencies),
+    }
+
+
+async def _json(port: int, method: str, path: str, body: dict) -> dict:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    raw = orjson.dumps(body)
+    writer.write(_raw(method, path, port, None, raw))
+    status_line = await reader.readline()
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    data = await reader.readexactly(length)
+    writer.close()
+    if int(status_line.split()[1]) >= 300:
+        raise RuntimeError(f"{path}: {status_line!r} {data[:200]!r}")
+    return orjson.loads(data)
+
+
+async def scenario(port: int, token: str | None, clients: int, seconds: float) -> dict:
+    body = orjson.dumps({"title": "benchmark task", "tags": ["bench"], "priority": "high"})
+    await load(port, "POST", "/api/tasks", token, body, clients, 1.0, 201)  # warm-up
+    create = await load(port, "POST", "/api/tasks", token, body, clients, seconds, 201)
+    await load(port, "GET", "/api/tasks?limit=20", token, None, clients, 1.0, 200)
+    listing = await load(port, "GET", "/api/tasks?limit=20", token, None, clients, seconds, 200)
+    return {"create": create, "list": listing}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--write-docs", action="store_true", help="update docs/performance.md")
+    args = parser.parse_args()
+
+    from testbed.core import Run, acquire
+    from testbed.postgres import Postgres
+    from todo.common.migrations import upgrade
+
+    pg, owned = acquire("postgres", Postgres, Run("bench-backend"))
+    servers: list[Server] = []
+    try:
+        dsn = pg.create_database("bench_backend")
+        upgrade("backend", dsn)
+        results: dict[str, dict] = {}
+        common_env = {
+            "DATABASE_URL": dsn,
+            "JWT_SECRET": "bench-secret-" + "x" * 32,
+            "OUTBOX_RELAY": "false",
+            "LOG_LEVEL": "INFO",
+            "DAPR_HTTP_PORT": "9",
+            "DB_POOL_SIZE": "10",
+        }
+
+        def backend(name: str, instrumentation: bool) -> Server:
+            port = free_port()
+            env = {**common_env, "PORT": str(port), "INSTRUMENTATION": str(instrumentation).lower()}
+            return Server(name, [str(Path(PY).parent / "todo-service"), "backend"], env, port, ROOT)
+
+        # one server at a time: they would otherwise share the two cores
+        srv = backend("backend", True)
+        servers.append(srv)
+        asyncio.run(
+            _json(
+                srv.port,
+                "POST",
+                "/api/auth/register",
+                {"email": "bench@example.com", "password": "bench-password"},
+            )
+        )
+        login = asyncio.run(
+            _json(
+                srv.port,
+                "POST",
+                "/api/auth/login",
+                {"email": "bench@example.com", "password": "bench-password"},
+            )
+        )
+        token, user_id = login["access_token"], login["user_id"]
+        time.sleep(2.0)
+        idle_rss = rss_mb(srv.proc.pid)
+        results["backend"] = asyncio.run(scenario(srv.port, token, args.clients, args.seconds))
+        srv.stop()
+        servers.remove(srv)
+
+        srv = backend("backend-noinstr", False)
+        servers.append(srv)
+        results["backend (instrumentation off)"] = asyncio.run(
+            scenario(srv.port, token, args.clients, args.seconds)
+        )
+        srv.stop()
+        servers.remove(srv)
+
+        port = free_port()
+        floor_env = {"DATABASE_URL": dsn, "FLOOR_USER_ID": user_id}
+        srv = Server(
+            "floor",
+            [
+                PY,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "floor_app:create_app",
+                "--port",
+                str(port),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            floor_env,
+            port,
+            Path(__file__).parent,
+        )
+        servers.append(srv)
+        results["floor"] = asyncio.run(scenario(srv.port, None, args.clients, args.seconds))
+        srv.stop()
+        servers.remove(srv)
+    finally:
+        for srv in servers:
+            srv.stop()
+        if owned:
+            pg.destroy()
+
+    report = render(results, idle_rss, args)
+    print(report)
+    if args.write_docs:
+        write_docs(report)
+
+
+def render(results: dict[str, dict], idle_rss: float, args: argparse.Namespace) -> str:
+    floor = results["floor"]
+    lines = [
+        f"Measured by `bench/backend/run.py` ({args.clients} concurrent keep-alive clients, "
+        f"{args.seconds:g} s per measurement, servers run one at a time, one uvicorn worker each; "
+        f"{os.cpu_count()} CPUs shared with PostgreSQL and the load generator).",
+        "",
+        "| server | create req/s | create p95 ms | list req/s | list p95 ms | errors |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        c, li = r["create"], r["list"]
+        lines.append(
+            f"| {name} | {c['rps']:.0f} | {c['p95_ms']:.1f} | {li['rps']:.0f} | {li['p95_ms']:.1f} "
+            f"| {c['errors'] + li['errors']} |"
+        )
+    be, off = results["backend"], results["backend (instrumentation off)"]
+    lines += [
+        "",
+        "| ratio | value | target |",
+        "|---|---|---|",
+        f"| create throughput backend / floor | {be['create']['rps'] / floor['create']['rps']:.2f} | ≥ 0.6 |",
+        f"| list throughput backend / floor | {be['list']['rps'] / floor['list']['rps']:.2f} | – |",
+        f"| create throughput instrumented / not | {be['create']['rps'] / off['create']['rps']:.2f} "
+        "| ≥ 0.9 |",
+        f"| list throughput instrumented / not | {be['list']['rps'] / off['list']['rps']:.2f} | ≥ 0.9 |",
+        f"| create p95 (backend) | {be['create']['p95_ms']:.1f} ms | ≤ 50 ms |",
+        f"| idle RSS of the backend process | {idle_rss:.0f} MB | ≤ 120 MB |",
+    ]
+    return "\n".join(lines)
+
+
+def write_docs(report: str) -> None:
+    path = ROOT / "docs" / "performance.md"
+    text = path.read_text() if path.exists() else "# Performance\n"
+    section = "## Backend API\n\n" + report + "\n"
+    pattern = re.compile(r"^## Backend API\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text).rstrip() + "\n"
+    else:
+        text = text.rstrip() + "\n\n" + section
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
