@@ -205,6 +205,10 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
 def process_start_time(pid: int) -> int | None:
     """The kernel start time of ``pid`` (guards against pid reuse), or None if it is gone/a zombie."""
     try:
@@ -280,7 +284,9 @@ class ManagedProcess:
                 cwd=self.cwd,
                 start_new_session=True,
                 user=self.user,
-                preexec_fn=_die_with_parent if self.owned else None,
+                # PR_SET_PDEATHSIG fires when the *thread* that forked exits, so only children of the
+                # main thread get it (worker threads of a parallel start end long before the session)
+                preexec_fn=_die_with_parent if self.owned and _in_main_thread() else None,
             )
         self.pid = self.popen.pid
         self.start_time = process_start_time(self.pid)
@@ -323,10 +329,11 @@ class ManagedProcess:
 _live: list[ManagedProcess] = []
 _live_lock = threading.Lock()
 _handlers_installed = False
+_atexit_installed = False
 
 
 def _register(proc: ManagedProcess) -> None:
-    _install_handlers()
+    install_teardown_handlers()
     with _live_lock:
         _live.append(proc)
 
@@ -355,14 +362,16 @@ def _on_signal(signum: int, _frame: Any) -> None:
     os.kill(os.getpid(), signum)
 
 
-def _install_handlers() -> None:
-    global _handlers_installed
-    if _handlers_installed:
+def install_teardown_handlers() -> None:
+    """atexit + SIGTERM/SIGHUP teardown of owned processes.  Signal handlers can only be set from
+    the main thread: call this there before starting components in worker threads."""
+    global _atexit_installed, _handlers_installed
+    if not _atexit_installed:
+        _atexit_installed = True
+        atexit.register(stop_all_owned)
+    if _handlers_installed or not _in_main_thread():
         return
     _handlers_installed = True
-    atexit.register(stop_all_owned)
-    if threading.current_thread() is not threading.main_thread():
-        return
     for sig in (signal.SIGTERM, signal.SIGHUP):
         # Leave handlers that someone else installed alone; atexit still covers normal exits.
         if signal.getsignal(sig) in (signal.SIG_DFL, None):

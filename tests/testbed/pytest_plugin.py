@@ -1,39 +1,125 @@
-"""pytest fixtures for PostgreSQL, Kafka and Prometheus (session-scoped).
+"""pytest fixtures for PostgreSQL, Kafka, Prometheus and Docker (session-scoped).
 
 Each fixture reuses the instance of a running ``scripts/testbed up`` (found through
 ``.testbed/state.json``, its processes alive and healthy) and otherwise starts its own for the session
 and tears it down at the end.  Set ``TESTBED_NO_REUSE=1`` to always start private instances.
 A missing prerequisite raises :class:`testbed.core.MissingTool`: the test errors, it is never skipped.
+
+Start-up is parallel: after collection, every component that some selected test needs (through the
+fixtures named in :data:`PRESTART`) starts in a background thread, so a session waits for the slowest
+component rather than the sum.  Other plugins may add entries to :data:`PRESTART`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import importlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
-from testbed.core import Component, Run, acquire
+from testbed.core import Component, Run, acquire, install_teardown_handlers
+
+#: fixture name -> (component name, "module:Class") started ahead of time when a test needs it
+PRESTART: dict[str, tuple[str, str]] = {
+    "pg": ("postgres", "testbed.postgres:Postgres"),
+    "kafka": ("kafka", "testbed.kafka:Kafka"),
+    "prometheus": ("prometheus", "testbed.prometheus:Prometheus"),
+}
+
+_run: Run | None = None
+_pending: dict[str, Future[tuple[Component, bool]]] = {}
+_pool: ThreadPoolExecutor | None = None
+
+
+def session_run() -> Run:
+    global _run
+    if _run is None:
+        _run = Run.for_session()
+    return _run
+
+
+def _factory(path: str) -> Callable[[Run], Component]:
+    mod, _, cls = path.partition(":")
+    return getattr(importlib.import_module(mod), cls)
+
+
+def _prestart(config: pytest.Config, items: list[pytest.Item]) -> None:
+    global _pool
+    if config.getoption("collectonly", False) or config.getoption("testbed_no_prestart", False):
+        return
+    used: set[str] = set()
+    for item in items:
+        used.update(getattr(item, "fixturenames", ()))
+    wanted = [(fx, spec) for fx, spec in PRESTART.items() if fx in used]
+    if len(wanted) < 2:
+        return  # nothing to overlap
+    install_teardown_handlers()  # from the main thread, before worker threads spawn processes
+    run = session_run()
+    _pool = ThreadPoolExecutor(max_workers=len(wanted), thread_name_prefix="testbed-start")
+    for _fixture, (name, path) in wanted:
+        _pending[name] = _pool.submit(acquire, name, _factory(path), run)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--testbed-no-prestart",
+        action="store_true",
+        dest="testbed_no_prestart",
+        help="start test-bed components lazily, one at a time, when a fixture first needs them",
+    )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    _prestart(config, items)
+
+
+def _teardown_unused() -> None:
+    """Tear down pre-started components whose fixture never ran (e.g. its tests were skipped by -x)."""
+    for future in list(_pending.values()):
+        try:
+            comp, owned = future.result()
+        except Exception:  # noqa: S112 - the failure was (or would have been) reported by the fixture
+            continue
+        if owned:
+            _teardown(comp)
+    _pending.clear()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _teardown_unused()
+    if _pool is not None:
+        _pool.shutdown(wait=True)
 
 
 @pytest.fixture(scope="session")
 def testbed_run() -> Iterator[Run]:
     """Where components started by this pytest session keep their data and logs."""
-    run = Run.for_session()
+    run = session_run()
     yield run
+    _teardown_unused()
     run.remove_data()
 
 
-def _provide(name: str, factory: type[Component], run: Run) -> Iterator[Component]:
-    comp, owned = acquire(name, factory, run)
+def _teardown(comp: Component) -> None:
+    destroy = getattr(comp, "destroy", None)
+    if destroy is not None:
+        destroy()
+    else:
+        comp.stop()
+
+
+def _provide(name: str, factory: Callable[[Run], Component], run: Run) -> Iterator[Component]:
+    pending = _pending.pop(name, None)
+    comp, owned = pending.result() if pending is not None else acquire(name, factory, run)
     try:
         yield comp
     finally:
         if owned:
-            destroy = getattr(comp, "destroy", None)
-            if destroy is not None:
-                destroy()
-            else:
-                comp.stop()
+            _teardown(comp)
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +140,7 @@ def kafka(testbed_run: Run) -> Iterator[Component]:
 
 @pytest.fixture(scope="session")
 def prometheus(testbed_run: Run) -> Iterator[Component]:
-    """Prometheus: .url .set_scrape_config(jobs) .query(promql)."""
+    """Prometheus: .url .set_scrape_config(jobs) .query(promql) .wait_for(promql)."""
     from testbed.prometheus import Prometheus
 
     yield from _provide("prometheus", Prometheus, testbed_run)
