@@ -72,3 +72,24 @@ def test_wrong_password_is_rejected(kafka, listener):
     assert errors, "no error reported for a wrong password"
     assert errors[0].code() == KafkaError._AUTHENTICATION, errors
     assert "Authentication failed" in errors[0].str() or "authentication" in errors[0].str().lower()
+
+
+@pytest.mark.slow
+def test_restart_keeps_data(kafka):
+    """Fault tests restart the broker: topics, messages and SASL users survive it."""
+    conf = kafka.client_config("scram")
+    topic = f"smoke-restart-{uuid.uuid4().hex[:8]}"
+    before = _round_trip(conf, topic)
+    kafka.restart()
+    consumer = Consumer(conf | {"group.id": f"smoke-{uuid.uuid4().hex[:8]}", "auto.offset.reset": "earliest"})
+    try:
+        consumer.subscribe([topic])
+        after = []
+        for _ in range(60):
+            msg = consumer.poll(1.0)
+            if msg is not None and msg.error() is None:
+                after.append((msg.key(), msg.value()))
+                break
+    finally:
+        consumer.close()
+    assert after == before
