@@ -11,9 +11,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import ssl
+import time
 import traceback
 
 CONFLUENT_KAFKA_IMPORT_ERROR = None
@@ -275,6 +277,9 @@ def classify_kafka_error(err):
     return table.get(code, "unknown")
 
 
+# Errors that retrying will not cure.
+_DEFINITE = ("sasl_authentication", "authorization", "tls")
+
 _PRIORITY = ("sasl_authentication", "authorization", "tls", "dns", "protocol", "tcp", "timeout", "unknown")
 
 _ADVICE = {
@@ -315,6 +320,11 @@ def failure_from_errors(errors, fallback=None):
     return KafkaFailure(cls, f"{cls} failure: {_one_line(text)}; {_ADVICE[cls]}")
 
 
+_SILENT = logging.getLogger("todo.platform.kafka.librdkafka")
+_SILENT.addHandler(logging.NullHandler())
+_SILENT.propagate = False
+
+
 class KafkaConnection:
     """An AdminClient plus the errors librdkafka reported through error_cb."""
 
@@ -323,24 +333,36 @@ class KafkaConnection:
         self.errors = []
         conf = client_config(params, client_id=client_id)
         conf["error_cb"] = self.errors.append
+        # librdkafka's own log lines go to a silent logger instead of the module's stderr.
+        conf["logger"] = _SILENT
         self.conf = conf
         self.timeout = int(params.get("request_timeout") or 20)
         self.admin = AdminClient(conf)
 
     def metadata(self, topic=None):
-        try:
-            return self.admin.list_topics(topic=topic, timeout=self.timeout)
-        except KafkaException as e:
-            raise failure_from_errors(self.errors, e.args[0] if e.args else None) from None
+        """Cluster metadata; gives up early once librdkafka reported a definite failure."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            step = max(min(2.0, deadline - time.monotonic()), 0.1)
+            try:
+                return self.admin.list_topics(topic=topic, timeout=step)
+            except KafkaException as e:
+                last = e.args[0] if e.args else None
+                self.admin.poll(0.2)  # error_cb is only served by poll()
+                definite = [err for err in self.errors if classify_kafka_error(err) in _DEFINITE]
+                if definite or time.monotonic() >= deadline:
+                    raise failure_from_errors(self.errors, last) from None
 
     def consumer_config(self, group):
         conf = dict(self.conf)
         conf.pop("error_cb", None)
+        conf.pop("logger", None)
         conf.update({"group.id": group, "enable.auto.commit": False})
         return conf
 
     def fail_from(self, exc):
         """KafkaFailure for an exception raised by an admin future."""
+        self.admin.poll(0.2)
         err = exc.args[0] if isinstance(exc, KafkaException) and exc.args else exc
         if hasattr(err, "code"):
             return failure_from_errors(self.errors, err)

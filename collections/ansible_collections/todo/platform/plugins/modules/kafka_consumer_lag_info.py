@@ -33,8 +33,9 @@ options:
     default: []
   topics:
     description:
-      - Only report these topics. Every partition of them is reported for each group, also the
-        ones the group never committed.
+      - Only report these topics. Every partition of them is reported for each group named in
+        O(groups) (or, without O(groups), each group that committed offsets on them), also the
+        partitions the group never committed.
     type: list
     elements: str
     default: []
@@ -139,9 +140,13 @@ def collect(p):
                 if wanted and tp.topic not in wanted:
                     continue
                 committed[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else None
+        # Every partition of the asked topics, for the groups asked by name or consuming them.
         for topic in wanted:
-            for partition in md.topics[topic].partitions:
-                committed.setdefault((topic, partition), None)
+            if p["groups"] or any(key[0] == topic for key in committed):
+                for partition in md.topics[topic].partitions:
+                    committed.setdefault((topic, partition), None)
+        if not committed and not p["groups"]:
+            continue
         group_offsets[group] = committed
     partitions = sorted({key for offsets in group_offsets.values() for key in offsets})
     end_offsets, start_offsets = {}, {}

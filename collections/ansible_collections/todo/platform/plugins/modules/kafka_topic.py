@@ -145,6 +145,8 @@ failure_class:
   type: str
 """
 
+import time
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.todo.platform.plugins.module_utils.dapr_pubsub import SettingError
 from ansible_collections.todo.platform.plugins.module_utils.kafka import (
@@ -285,6 +287,25 @@ def execute(conn, actions, check_mode):
         )
 
 
+def settled_metadata(conn, actions):
+    """Metadata once the brokers show the changes (their metadata caches catch up a bit later)."""
+    deadline = time.monotonic() + conn.timeout
+    while True:
+        md = conn.metadata()
+        pending = []
+        for a in actions:
+            t = md.topics.get(a["topic"])
+            exists = t is not None and t.error is None
+            if a["op"] == "delete":
+                if exists:
+                    pending.append(a["topic"])
+            elif not exists or a["op"] == "add_partitions" and len(t.partitions) < a["partitions"]:
+                pending.append(a["topic"])
+        if not pending or time.monotonic() >= deadline:
+            return md
+        time.sleep(0.5)
+
+
 def topics_result(desired, current_after):
     out = []
     for t in desired:
@@ -309,7 +330,7 @@ def run(module):
     if actions:
         execute(conn, actions, module.check_mode)
     if actions and not module.check_mode:
-        md = conn.metadata()
+        md = settled_metadata(conn, actions)
         final = read_topics(conn, md, names, keys)
     else:
         final = {}
