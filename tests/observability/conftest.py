@@ -22,7 +22,7 @@ class Observed:
 
 
 @pytest.fixture(scope="session")
-def observed(todo_platform: Any, prometheus: Any, kafka: Any) -> Iterator[Observed]:
+def observed(todo_platform: Any, prometheus: Any, kafka: Any) -> Iterator[Observed]:  # noqa: F811
     jobs = cluster_like_jobs(todo_platform.urls, todo_platform.daprd, namespace="todo", interval="2s")
     prometheus.set_scrape_config(jobs, rule_files=[str(p) for p in rule_files()])
     for job in ("backend", "audit", "recurring-task", "notification", "sync", "dapr-sidecars"):

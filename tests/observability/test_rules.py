@@ -3,6 +3,7 @@ and every runbook link points at a section of docs/runbooks.md that exists."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,11 @@ def test_promtool_rejects_a_broken_rule(tmp_path: Path) -> None:
     bad = tmp_path / "bad.rules.yml"
     bad.write_text("groups:\n  - name: x\n    rules:\n      - alert: X\n        expr: sum by (job (up)\n")
     assert promtool("check", "rules", str(bad)).returncode != 0
+
+
+def test_runbooks_name_only_playbooks_that_exist() -> None:
+    text = RUNBOOKS.read_text()
+    named = set(re.findall(r"playbooks/(?:runbooks/)?[a-z0-9_-]+\.yml", text))
+    assert named, "the runbooks name no playbook"
+    missing = sorted(p for p in named if not (RUNBOOKS.parents[1] / p).is_file())
+    assert missing == []
