@@ -75,6 +75,9 @@ class Docker(Component):
                 "--iptables=false",
                 "--ip-masq=false",
                 "--userland-proxy=false",
+                # if dockerd attaches to a system containerd, keep our objects apart from its own
+                "--containerd-namespace=testbed",
+                "--containerd-plugins-namespace=testbed-plugins",
             ],
             env=os.environ | {"XDG_RUNTIME_DIR": str(self.rundir)},
         )
