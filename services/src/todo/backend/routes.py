@@ -23,7 +23,7 @@ from todo.backend.schemas import (
     UserResponse,
 )
 from todo.common.auth import CurrentUser, create_access_token, jwt_secret_of, require_app_token
-from todo.common.db import Session
+from todo.common.db import ReadSession, Session
 from todo.common.errors import problem_responses
 from todo.common.validation import storable_text, utc_datetime
 
@@ -72,10 +72,8 @@ def _task(task: object) -> TaskResponse:
 @tasks_router.post(
     "", status_code=status.HTTP_201_CREATED, response_model=TaskResponse, summary="Create a task"
 )
-async def create_task(
-    body: TaskCreate, user_id: CurrentUser, session: Session, request: Request
-) -> TaskResponse:
-    task = await service.create_task(session, user_id, body)
+async def create_task(body: TaskCreate, user_id: CurrentUser, request: Request) -> TaskResponse:
+    task = await service.create_task(request.app.state.db, user_id, body)
     _notify_relay(request)
     return _task(task)
 
@@ -98,7 +96,7 @@ QueryTime = Annotated[datetime, AfterValidator(utc_datetime)]
 @tasks_router.get("", response_model=TaskPage, summary="List, filter, search and sort tasks")
 async def list_tasks(
     user_id: CurrentUser,
-    session: Session,
+    session: ReadSession,
     status_: Annotated[Status | None, Query(alias="status")] = None,
     priority: Annotated[list[Priority] | None, Query(description="repeat for several")] = None,
     tags: Annotated[
@@ -141,7 +139,7 @@ async def list_tasks(
 @tasks_router.get(
     "/{task_id}", response_model=TaskResponse, responses=problem_responses(404), summary="Get a task"
 )
-async def get_task(task_id: uuid.UUID, user_id: CurrentUser, session: Session) -> TaskResponse:
+async def get_task(task_id: uuid.UUID, user_id: CurrentUser, session: ReadSession) -> TaskResponse:
     return _task(await service.get_task(session, user_id, task_id))
 
 

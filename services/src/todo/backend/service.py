@@ -14,8 +14,8 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import ColumnElement, and_, false, func, or_, select, true, tuple_
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import ColumnElement, and_, false, func, literal, or_, select, true, tuple_
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,6 +33,7 @@ from todo.backend.models import Outbox, Task, User
 from todo.backend.schemas import NextOccurrenceRequest, TaskCreate, TaskUpdate
 from todo.common.cloudevents import TASK_EVENT_TYPES, TOPIC_TASK_EVENTS, build_event, rfc3339
 from todo.common.context import bind, event_extensions
+from todo.common.db import Database
 from todo.common.errors import ProblemError
 from todo.common.outbox import add_event
 
@@ -130,10 +131,15 @@ def snapshot(task: Task) -> dict[str, Any]:
     return {name: _json_value(getattr(task, name)) for name in SNAPSHOT_FIELDS}
 
 
-def queue_event(session: AsyncSession, task: Task, kind: str, changed_fields: list[str]) -> dict[str, Any]:
+def task_event(task: Task, kind: str, changed_fields: list[str]) -> dict[str, Any]:
+    """The CloudEvent of a change: the full snapshot plus ``changed_fields``."""
     data = snapshot(task)
     data["changed_fields"] = changed_fields
-    event = build_event(TASK_EVENT_TYPES[kind], SOURCE, str(task.id), data, extensions=event_extensions())
+    return build_event(TASK_EVENT_TYPES[kind], SOURCE, str(task.id), data, extensions=event_extensions())
+
+
+def queue_event(session: AsyncSession, task: Task, kind: str, changed_fields: list[str]) -> dict[str, Any]:
+    event = task_event(task, kind, changed_fields)
     add_event(session, Outbox, TOPIC_TASK_EVENTS, event, partition_key=str(task.id))
     return event
 
@@ -159,7 +165,9 @@ async def get_task(
     return task
 
 
-async def create_task(session: AsyncSession, user_id: uuid.UUID, body: TaskCreate) -> Task:
+async def create_task(db: Database, user_id: uuid.UUID, body: TaskCreate) -> Task:
+    """Insert the task and its created event in ONE statement (a data-modifying CTE): atomic, and a
+    single round trip in autocommit mode instead of BEGIN/INSERT/INSERT/COMMIT."""
     now = datetime.now(UTC)
     task_id = uuid.uuid4()
     task = Task(
@@ -182,11 +190,26 @@ async def create_task(session: AsyncSession, user_id: uuid.UUID, body: TaskCreat
         created_at=now,
         updated_at=now,
     )
-    session.add(task)
     bind(task_id=task_id)
-    queue_event(session, task, "created", list(SNAPSHOT_FIELDS))
-    await session.commit()
+    event = task_event(task, "created", list(SNAPSHOT_FIELDS))
+    new_task = insert(Task).values({name: getattr(task, name) for name in _INSERT_COLUMNS}).returning(Task.id)
+    new_task_cte = new_task.cte("new_task")
+    stmt = insert(Outbox).from_select(
+        ["event_id", "topic", "event_type", "partition_key", "payload"],
+        select(
+            literal(uuid.UUID(event["id"])),
+            literal(TOPIC_TASK_EVENTS),
+            literal(event["type"]),
+            literal(str(task_id)),
+            literal(event, JSONB),
+        ).select_from(new_task_cte),
+    )
+    async with db.autocommit_engine.connect() as conn:
+        await conn.execute(stmt)
     return task
+
+
+_INSERT_COLUMNS = tuple(name for name in SNAPSHOT_FIELDS)
 
 
 async def update_task(

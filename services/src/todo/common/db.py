@@ -46,11 +46,15 @@ class Database:
             async_database_url(url),
             pool_size=pool_size,
             max_overflow=max_overflow,
-            pool_pre_ping=True,
+            # No pre-ping (it costs a round trip per request): a connection that died with the server is
+            # invalidated on first use and the request answered 503 (see errors.py).
             pool_recycle=1800,
             connect_args={"server_settings": {"application_name": application_name}, "timeout": 10},
         )
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        #: Same pool, no BEGIN/COMMIT round trips: for reads, and for single-statement writes.
+        self.autocommit_engine: AsyncEngine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.read_sessionmaker = async_sessionmaker(self.autocommit_engine, expire_on_commit=False)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -81,4 +85,11 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """FastAPI dependency: an autocommit session for read-only requests (one round trip per query)."""
+    async with request.app.state.db.read_sessionmaker() as session:
+        yield session
+
+
 Session = Annotated[AsyncSession, Depends(get_session)]
+ReadSession = Annotated[AsyncSession, Depends(get_read_session)]

@@ -105,6 +105,18 @@ async def _problem_handler(request: Request, exc: ProblemError) -> JSONResponse:
     return problem_response(request, exc.status, exc.problem, exc.detail, exc.title, exc.headers, **exc.extra)
 
 
+async def _database_handler(request: Request, exc: Exception) -> JSONResponse:
+    # Connection-level failures (server restarted or unreachable): the client may retry.
+    _log.warning("database unavailable", error=f"{type(exc).__name__}: {str(exc)[:300]}")
+    return problem_response(
+        request,
+        503,
+        "database-unavailable",
+        "The database is not reachable; retry shortly.",
+        headers={"Retry-After": "1"},
+    )
+
+
 async def _unhandled_handler(request: Request, exc: Exception) -> JSONResponse:
     _log.error("unhandled error", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
     return problem_response(request, 500, "internal-error", "An unexpected error occurred.")
@@ -115,6 +127,15 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_handler)  # type: ignore[arg-type]
     app.add_exception_handler(ProblemError, _problem_handler)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unhandled_handler)
+    for exc_type in _database_connection_errors():
+        app.add_exception_handler(exc_type, _database_handler)
+
+
+def _database_connection_errors() -> tuple[type[Exception], ...]:
+    from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+    return (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError, OSError)
 
 
 PROBLEM_SCHEMA = {
