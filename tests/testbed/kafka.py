@@ -31,7 +31,9 @@ from testbed.core import (
     MissingTool,
     Run,
     ensure_cached,
+    file_lock,
     free_port,
+    log,
     port_open,
     register,
     register_tool,
@@ -96,7 +98,49 @@ def ensure_tool() -> Path:
     return ensure_cached("kafka", tool_version(), build)
 
 
-register_tool("kafka", ensure_tool)
+def ensure_tool_and_archives() -> Path:
+    home = ensure_tool()
+    ensure_class_archives(home, java_bin())
+    return home
+
+
+register_tool("kafka", lambda: ensure_tool_and_archives())
+
+
+def class_archive(home: Path, java: str, kind: str) -> Path:
+    """Path of the CDS archive of ``kind`` ("format" or "broker") for this JDK (archives are
+    JDK-build specific)."""
+    ident = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
+    digest = hashlib.sha256(f"{java}\n{ident}".encode()).hexdigest()[:10]
+    return home / f"cds-{kind}-{digest}.jsa"
+
+
+def ensure_class_archives(home: Path, java: str) -> None:
+    """Make the class-data-sharing archives once: a throwaway broker runs (format, start on all
+    three listeners, clean stop) with -XX:ArchiveClassesAtExit.  Failure only costs speed."""
+    wanted = [class_archive(home, java, kind) for kind in ("format", "broker")]
+    if all(a.exists() for a in wanted) or os.environ.get("TESTBED_KAFKA_CDS") == "0":
+        return
+    with file_lock(home.parent / f".{home.name}.cds.lock"):
+        if all(a.exists() for a in wanted):
+            return
+        trainer = Kafka(Run(f"kafka-cds-{os.getpid()}"), heap="512m")
+        trainer._training = True
+        try:
+            trainer.start()
+            for proc in trainer.procs:  # the archive is written while the JVM exits: be patient
+                proc.stop(timeout=180)
+            for archive in wanted:
+                tmp = archive.with_suffix(f".{os.getpid()}.tmp")
+                if tmp.exists() and tmp.stat().st_size > 0:
+                    tmp.replace(archive)
+        except (ComponentError, OSError) as exc:
+            log(f"kafka: could not build class-data-sharing archives ({exc}); starting without them")
+        finally:
+            trainer.stop()
+            trainer.run.remove_data()
+            for tmp in home.glob(f"cds-*.{os.getpid()}.tmp"):
+                tmp.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -258,18 +302,30 @@ class Kafka(Component):
     def start(self) -> None:
         home = ensure_tool()
         java = java_bin()
+        if not self._training:
+            ensure_class_archives(home, java)
         if not self.ports:
             self.ports = {n: free_port() for n in (*LISTENERS, "controller")}
         props = self._write_config()
-        classpath = str(home / "lib" / "*")
-        jvm = [java, "-Xms256m", f"-Xmx{self.heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+        # C1 only and the serial collector: a test broker wants a quick start on 2 cores, not peak
+        # throughput.  Class-data-sharing archives (made once per JDK, see ensure_class_archives)
+        # cut the JVM's class loading.
+        jvm = [java, "-Xms256m", f"-Xmx{self.heap}", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
                "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
-               "-cp", classpath]  # fmt: skip
+               "-cp", str(home / "lib" / "*")]  # fmt: skip
         if not (self.datadir / "meta.properties").exists():
-            self._format(jvm, props)
-        self.spawn([*jvm, "kafka.Kafka", str(props)])
+            self._format([*jvm, *self._cds_flag(home, java, "format")], props)
+        self.spawn([*jvm, *self._cds_flag(home, java, "broker"), "kafka.Kafka", str(props)])
         self.wait_healthy()
         self.started()
+
+    _training = False
+
+    def _cds_flag(self, home: Path, java: str, kind: str) -> list[str]:
+        archive = class_archive(home, java, kind)
+        if self._training:
+            return [f"-XX:ArchiveClassesAtExit={archive.with_suffix(f'.{os.getpid()}.tmp')}"]
+        return [f"-XX:SharedArchiveFile={archive}"] if archive.exists() else []
 
     def _format(self, jvm: list[str], props: Path) -> None:
         self.cluster_id = self.cluster_id or _random_cluster_id()
