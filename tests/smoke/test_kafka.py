@@ -74,7 +74,6 @@ def test_wrong_password_is_rejected(kafka, listener):
     assert "Authentication failed" in errors[0].str() or "authentication" in errors[0].str().lower()
 
 
-@pytest.mark.slow
 def test_restart_keeps_data(kafka):
     """Fault tests restart the broker: topics, messages and SASL users survive it."""
     conf = kafka.client_config("scram")

@@ -10,6 +10,9 @@ import time
 import pytest
 from testbed import core
 
+# no component needed, but these belong with the smoke suite that scripts/test runs as "testbed"
+pytestmark = pytest.mark.testbed
+
 
 def test_free_ports_are_distinct_and_bindable():
     import socket
