@@ -8,6 +8,7 @@ config and reloads it through ``/-/reload`` (``--web.enable-lifecycle``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -44,6 +45,9 @@ def ensure_tool() -> tuple[str, str]:
     if prom and tool:
         return prom, tool
     apt_install("prometheus", "prometheus/promtool", HOW)
+    # the package enables a system service on :9090; the test bed never uses it, so stop it
+    if shutil.which("systemctl"):
+        subprocess.run(["systemctl", "disable", "--now", "prometheus"], capture_output=True, check=False)
     prom, tool = _find("prometheus"), _find("promtool")
     if not (prom and tool):
         raise MissingTool("prometheus/promtool", HOW)
@@ -192,6 +196,11 @@ class Prometheus(Component):
         comp.host, comp.port = info["host"], int(info["port"])
         comp.jobs = list(info.get("jobs", []))
         comp.rule_files = list(info.get("rule_files", []))
+        # another session may have changed the scrape configs since: the config file is the truth
+        with contextlib.suppress(OSError, yaml.YAMLError, AttributeError):
+            current = yaml.safe_load(Path(info["config_file"]).read_text())
+            comp.jobs = list(current.get("scrape_configs") or [])
+            comp.rule_files = list(current.get("rule_files") or [])
         return comp
 
     def destroy(self) -> None:
