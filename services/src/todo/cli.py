@@ -75,7 +75,13 @@ def migrate_main(argv: list[str] | None = None) -> None:
     url = settings.database_url.get_secret_value()
     packages = list(dict.fromkeys(SERVICES.values())) if args.service == "all" else [_package(args.service)]
     for package in packages:
-        upgrade(package, url, args.revision)
+        try:
+            upgrade(package, url, args.revision)
+        except Exception as exc:  # one clear line (secrets redacted) instead of a traceback
+            from todo.common.redaction import redact_text
+
+            detail = redact_text(f"{type(exc).__name__}: {exc}")[:500]
+            raise SystemExit(f"todo-migrate: migrating {package} failed: {detail}") from None
 
 
 if __name__ == "__main__":  # pragma: no cover
