@@ -384,6 +384,14 @@ def _after_cursor(cursor: Cursor) -> ColumnElement[bool]:
 async def list_tasks(
     session: AsyncSession, user_id: uuid.UUID, f: TaskFilter
 ) -> tuple[list[Task], str | None]:
+    """One page of the user's tasks; keyset pagination on (sort value, id), so pages stay consistent
+    while tasks are added and each page costs an index range scan, not an OFFSET.
+
+    Search uses PostgreSQL full text: a stored ``tsvector`` (english configuration) over title and
+    description with a GIN index, queried with ``websearch_to_tsquery``. Unlike ILIKE it is indexed
+    (no sequential scan as the table grows), matches word forms ("reports" finds "report"), and gives
+    users quotes, ``or`` and ``-exclusion`` without any escaping of ``%``/``_``. The cost: no substring
+    matches inside words, and english stop words alone find nothing."""
     conditions: list[ColumnElement[bool]] = [Task.user_id == user_id]
     if f.status is not None:
         conditions.append(Task.status == f.status.value)
