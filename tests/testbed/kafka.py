@@ -313,6 +313,9 @@ class Kafka(Component):
         jvm = [java, "-Xms256m", f"-Xmx{self.heap}", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
                "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
                "-cp", str(home / "lib" / "*")]  # fmt: skip
+        if not self.cluster_id and self.datadir.exists():
+            # data of an earlier instance (e.g. `up` after a crash): its SCRAM user has another password
+            shutil.rmtree(self.datadir)
         if not (self.datadir / "meta.properties").exists():
             self._format([*jvm, *self._cds_flag(home, java, "format")], props)
         self.spawn([*jvm, *self._cds_flag(home, java, "broker"), "kafka.Kafka", str(props)])
