@@ -37,6 +37,7 @@ from testbed.core import (
     port_open,
     register,
     register_tool,
+    state_dir,
 )
 
 #: must match <kafka.version> in tests/testbed/kafka/pom.xml
@@ -91,9 +92,14 @@ def ensure_tool() -> Path:
              "-DincludeScope=runtime", f"-DoutputDirectory={tmp / 'lib'}"],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
+        log_file = state_dir() / "logs" / "mvn-kafka.log"
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        log_file.write_text(result.stdout + result.stderr)
         if result.returncode != 0:
             tail = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
-            raise ComponentError(f"mvn could not fetch Kafka {KAFKA_VERSION} from Maven Central:\n{tail}")
+            raise ComponentError(
+                f"mvn could not fetch Kafka {KAFKA_VERSION} from Maven Central; see {log_file}:\n{tail}"
+            )
 
     return ensure_cached("kafka", tool_version(), build)
 
