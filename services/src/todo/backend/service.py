@@ -7,6 +7,7 @@ the outbox within the same transaction, so events of one task are published in v
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -68,6 +69,20 @@ EDITABLE_FIELDS = (
     "remind_before_minutes",
     "recurrence",
 )
+
+def _return_large_blocks_to_the_os() -> None:
+    """Each argon2 hash allocates 19 MiB. glibc raises its mmap threshold after the first such block
+    is freed, so later ones come from per-thread heaps and stay resident (~100 MB after a few logins).
+    A fixed threshold keeps large blocks mmap-ed: they go back to the OS when freed."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to tune
+        return
+    m_mmap_threshold = -3
+    libc.mallopt(m_mmap_threshold, 128 * 1024)
+
+
+_return_large_blocks_to_the_os()
 
 # OWASP's minimum argon2id profile: 19 MiB, 2 passes. Hashing runs in a thread, off the event loop.
 _hasher = PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1)
