@@ -6,7 +6,7 @@ from wsgiref.simple_server import make_server
 
 import pytest
 from prometheus_client import CollectorRegistry, Gauge, make_wsgi_app
-from testbed.core import free_port
+from testbed.core import ComponentError, free_port
 from testbed.prometheus import promtool
 
 pytestmark = pytest.mark.testbed
@@ -43,8 +43,15 @@ def test_scrape_and_instant_query(prometheus, metrics_target):
 
 
 def test_reload_rejects_a_broken_config(prometheus):
+    previous = list(prometheus.jobs)
     with pytest.raises(ValueError, match="job_name"):
         prometheus.set_scrape_config([{"static_configs": []}])
+    broken = {"job_name": "broken", "scrape_interval": "not-a-duration", "static_configs": []}
+    try:
+        with pytest.raises(ComponentError, match="rejected its config"):
+            prometheus.set_scrape_config([*previous, broken])
+    finally:
+        prometheus.set_scrape_config(previous)
     assert prometheus.query("vector(7)")[0]["value"][1] == "7"
 
 
