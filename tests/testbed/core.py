@@ -327,7 +327,7 @@ class ManagedProcess:
 
 
 _live: list[ManagedProcess] = []
-_live_lock = threading.Lock()
+_live_lock = threading.RLock()  # re-entrant: the signal handler may interrupt a holder
 _handlers_installed = False
 _atexit_installed = False
 
