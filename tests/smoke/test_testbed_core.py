@@ -145,3 +145,20 @@ def test_detached_component_is_recorded_and_found_again(tmp_path, monkeypatch):
         assert core.find_running("sleeper") is None
     finally:
         comp.stop()
+
+
+def test_sigterm_of_the_owner_stops_owned_processes(tmp_path):
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(core.repo_root() / "tests")!r})
+        from pathlib import Path
+        from testbed import core
+        proc = core.ManagedProcess(["sleep", "300"], log_file=Path({str(tmp_path)!r}) / "s.log").start()
+        print(proc.pid, flush=True)
+        time.sleep(300)
+    """)
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    child = int(owner.stdout.readline())
+    owner.send_signal(signal.SIGTERM)
+    assert owner.wait(timeout=30) == -signal.SIGTERM
+    assert not core.pid_alive(child)
