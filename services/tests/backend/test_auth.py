@@ -96,3 +96,17 @@ async def test_bad_tokens_get_401_problem(client, header):
     assert r.status_code == 401
     assert r.headers["content-type"] == "application/problem+json"
     assert r.headers.get("www-authenticate") == "Bearer"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"email": "a\\u0000b@example.com", "password": "whatever1"}',
+        '{"email": "a@example.com", "password": "\\ud800\\ud800\\ud800xx"}',
+    ],
+)
+async def test_login_with_unstorable_text_is_a_validation_error(client, raw):
+    r = await client.post(
+        "/api/auth/login", content=raw.encode(), headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422

@@ -63,8 +63,8 @@ class RegisterRequest(Strict):
 
 
 class LoginRequest(Strict):
-    email: Annotated[str, Field(min_length=1, max_length=254)]
-    password: Annotated[str, Field(min_length=1, max_length=128)]
+    email: Annotated[str, Field(min_length=1, max_length=254), AfterValidator(storable_text)]
+    password: Annotated[str, Field(min_length=1, max_length=128), AfterValidator(storable_text)]
 
 
 class UserResponse(BaseModel):
