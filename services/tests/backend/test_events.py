@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import Consumer
 from conftest import make_settings, register_user, running_app
 
-pytestmark = [pytest.mark.testbed, pytest.mark.slow]
+pytestmark = pytest.mark.testbed
 
 DAPR_TOKEN = "test-dapr-api-token-abcdef"
 
@@ -129,6 +129,7 @@ async def test_events_reach_kafka_with_envelope_and_order(evented, reader):
     assert len({e["id"] for e in events}) == 4
 
 
+@pytest.mark.slow  # a fault test: stops the shared Kafka for a while
 async def test_events_wait_while_kafka_is_down_and_all_arrive_once(evented, reader, kafka):
     client = evented
     u = await register_user(client)

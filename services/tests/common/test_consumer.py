@@ -100,7 +100,6 @@ async def test_poison_without_a_reachable_dlq_is_retried(db):
     assert await consumer.handle(_body("poison"), apply) is EventStatus.RETRY
 
 
-@pytest.mark.slow
 async def test_poison_goes_to_the_dlq_and_is_acknowledged(db, daprd_factory, kafka, tmp_path):
     from confluent_kafka import Consumer
     from testbed.daprd import kafka_pubsub_component
