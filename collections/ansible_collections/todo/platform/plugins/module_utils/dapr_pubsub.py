@@ -1,5 +1,5 @@
 # Copyright: Todo Platform developers
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Pure logic of todo.platform.dapr_kafka_pubsub: provider rules and the builders of the
 Dapr pubsub.kafka Component and of the Secret it references.
 

@@ -1,5 +1,5 @@
 # Copyright: Todo Platform developers
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Idempotent server-side apply of one object through kubernetes.core's API client.
 
 Every change is first sent as a server-side dry run; the object is written only when the dry

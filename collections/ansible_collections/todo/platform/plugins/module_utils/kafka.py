@@ -1,5 +1,5 @@
 # Copyright: Todo Platform developers
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Kafka connection shared by kafka_topic, kafka_probe and kafka_consumer_lag_info.
 
 - KAFKA_CONNECTION_SPEC: the connection options (documented in the kafka_connection doc fragment).
@@ -20,7 +20,6 @@ import traceback
 
 CONFLUENT_KAFKA_IMPORT_ERROR = None
 try:
-    import confluent_kafka  # noqa: F401
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient
 

@@ -1,5 +1,5 @@
 # Copyright: Todo Platform developers
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Pure logic of kafka_topic (desired topics -> plan of admin operations) and of
 kafka_consumer_lag_info (offsets -> lag report)."""
 

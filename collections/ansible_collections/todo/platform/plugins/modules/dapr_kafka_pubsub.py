@@ -1,6 +1,6 @@
 #!/usr/bin/python
 # Copyright: Todo Platform developers
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ module: dapr_kafka_pubsub
 short_description: Build and apply the Dapr Kafka pub/sub Component of a provider
 version_added: 0.1.0
 author:
-  - Todo Platform developers
+  - Todo Platform developers (@todo-platform)
 description:
   - Turns the settings of one Kafka provider (in-cluster Strimzi or Redpanda, OCI Streaming, Azure
     Event Hubs, Confluent Cloud or any external Kafka) into a validated Dapr C(pubsub.kafka)
@@ -438,7 +438,7 @@ ARGUMENT_SPEC = dict(
     metadata_refresh_interval=dict(type="str"),
     scopes=dict(type="list", elements="str"),
     secret_name=dict(type="str"),
-    secret_store=dict(type="str", default="kubernetes"),
+    secret_store=dict(type="str", default="kubernetes", no_log=False),
     extra_metadata=dict(type="dict"),
     field_manager=dict(type="str", default="todo.platform"),
 )

@@ -1,6 +1,6 @@
 #!/usr/bin/python
 # Copyright: Todo Platform developers
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ module: kafka_consumer_lag_info
 short_description: Report Kafka consumer lag per group, topic and partition
 version_added: 0.1.0
 author:
-  - Todo Platform developers
+  - Todo Platform developers (@todo-platform)
 description:
   - Reads the committed offsets of consumer groups and the end offsets of their partitions and
     reports the lag (end offset minus committed offset) per partition, per topic, per group and
@@ -23,6 +23,7 @@ attributes:
     description: Read only; runs the same in check mode.
   diff_mode:
     support: none
+    description: Nothing is changed, so there is nothing to compare.
 options:
   groups:
     description:

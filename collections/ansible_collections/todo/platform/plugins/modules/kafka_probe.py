@@ -1,6 +1,6 @@
 #!/usr/bin/python
 # Copyright: Todo Platform developers
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ module: kafka_probe
 short_description: Check that Kafka can be reached, authenticated against and read
 version_added: 0.1.0
 author:
-  - Todo Platform developers
+  - Todo Platform developers (@todo-platform)
 description:
   - Resolves, dials and (for TLS) handshakes with each bootstrap server, then authenticates and
     reads the cluster metadata through the Kafka admin API.
@@ -25,6 +25,7 @@ attributes:
     description: The probe only reads; it runs the same in check mode.
   diff_mode:
     support: none
+    description: Nothing is changed, so there is nothing to compare.
 options:
   topics:
     description:

@@ -1,6 +1,6 @@
 #!/usr/bin/python
 # Copyright: Todo Platform developers
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ module: kafka_topic
 short_description: Ensure Kafka topics exist with the wanted partitions, replication and retention
 version_added: 0.1.0
 author:
-  - Todo Platform developers
+  - Todo Platform developers (@todo-platform)
 description:
   - Creates, grows, reconfigures or deletes Kafka topics through the Kafka admin API, over any
     listener (PLAINTEXT, TLS, SASL/SCRAM, SASL/PLAIN).

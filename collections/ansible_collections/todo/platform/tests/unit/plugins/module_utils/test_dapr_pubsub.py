@@ -1,5 +1,5 @@
 # Copyright: Todo Platform developers
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Provider rules and builders of the Dapr pubsub.kafka Component (pure logic)."""
 
 from __future__ import annotations

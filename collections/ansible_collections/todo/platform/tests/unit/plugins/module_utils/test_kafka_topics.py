@@ -1,5 +1,5 @@
 # Copyright: Todo Platform developers
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Topic planning and lag arithmetic (pure logic)."""
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def test_matching_topic_is_unchanged():
 
 
 def test_unspecified_settings_are_not_compared():
-    actions, _, _ = plan(topics(dict(name="a")), {"a": existing(12, 3, retention_ms="1")})
+    actions = plan(topics(dict(name="a")), {"a": existing(12, 3, retention_ms="1")})[0]
     assert actions == []
 
 
@@ -124,7 +124,7 @@ def test_config_change_is_altered():
 
 
 def test_absent_deletes_only_existing():
-    actions, _, _ = plan(topics(dict(name="a"), dict(name="b")), {"a": existing()}, state="absent")
+    actions = plan(topics(dict(name="a"), dict(name="b")), {"a": existing()}, state="absent")[0]
     assert actions == [dict(op="delete", topic="a")]
 
 
@@ -162,11 +162,11 @@ def test_oci_other_configs_refused():
 
 
 def test_oci_unchanged_topic_is_fine():
-    actions, _, _ = plan(
+    actions = plan(
         topics(dict(name="a", partitions=3, retention_ms=DAY)),
         {"a": existing(3, retention_ms=str(DAY))},
         provider="oci_streaming",
-    )
+    )[0]
     assert actions == []
 
 
