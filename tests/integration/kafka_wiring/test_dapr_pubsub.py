@@ -113,7 +113,9 @@ def module_args_for(kafka, listener: str) -> tuple[dict, dict[str, str]]:
 @pytest.mark.parametrize("listener", ["scram", "sasl_ssl"])
 def test_built_component_carries_a_message_through_daprd(kafka, daprd_factory, tmp_path, listener):
     topic = f"kw-dapr-{listener}-{uuid.uuid4().hex[:8]}"
-    r = run_module("kafka_topic", {**connection_args(kafka, listener), "topics": [{"name": topic, "partitions": 1}]})
+    r = run_module(
+        "kafka_topic", {**connection_args(kafka, listener), "topics": [{"name": topic, "partitions": 1}]}
+    )
     assert not r.failed, r.result.get("msg")
 
     args, values = module_args_for(kafka, listener)
@@ -132,7 +134,9 @@ def test_built_component_carries_a_message_through_daprd(kafka, daprd_factory, t
         sidecar = daprd_factory(f"kw-{listener}", app.port, tmp_path / "resources")
         sidecar.wait_app_ready()
         marker = uuid.uuid4().hex
-        resp = httpx.post(f"{sidecar.http_url}/v1.0/publish/pubsub/{topic}", json={"marker": marker}, timeout=30)
+        resp = httpx.post(
+            f"{sidecar.http_url}/v1.0/publish/pubsub/{topic}", json={"marker": marker}, timeout=30
+        )
         assert resp.status_code == 204, resp.text
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and not app.received:
@@ -145,7 +149,9 @@ def test_built_component_carries_a_message_through_daprd(kafka, daprd_factory, t
         sidecar.stop()
     finally:
         app.close()
-    run_module("kafka_topic", {**connection_args(kafka, listener), "topics": [{"name": topic}], "state": "absent"})
+    run_module(
+        "kafka_topic", {**connection_args(kafka, listener), "topics": [{"name": topic}], "state": "absent"}
+    )
 
 
 # ------------------------------------------------------------------ Kubernetes API
@@ -232,7 +238,9 @@ def test_component_and_secret_rhythm_on_the_api_server(kafka, kube, dapr_namespa
     data = kubectl_json(kube, *secret)["data"]
     assert base64.b64decode(data["saslPassword"]).decode() == new_password
     live = kubectl_json(kube, *component)
-    assert {m["name"]: m.get("value") for m in live["spec"]["metadata"]}["consumerGroup"] == "{appID}-{podName}"
+    assert {m["name"]: m.get("value") for m in live["spec"]["metadata"]}[
+        "consumerGroup"
+    ] == "{appID}-{podName}"
 
     # -vvv with --diff while changing the password back: the values never show, in any form
     r = run_module("dapr_kafka_pubsub", base, diff=True, verbosity=3)
@@ -272,6 +280,8 @@ def test_impossible_settings_fail_naming_the_setting(kube):
     assert r.failed
     assert r.result["setting"] == "azure_event_hubs.tier"
     assert r.result["msg"].startswith("azure_event_hubs.tier: the Basic tier has no Kafka endpoint")
-    r = run_module("dapr_kafka_pubsub", {"provider": "strimzi", "brokers": ["k:9092"], "max_message_bytes": 1024,
-                                         "apply": False})
+    r = run_module(
+        "dapr_kafka_pubsub",
+        {"provider": "strimzi", "brokers": ["k:9092"], "max_message_bytes": 1024, "apply": False},
+    )
     assert r.failed and r.result["setting"] == "max_message_bytes"
