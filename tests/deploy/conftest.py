@@ -21,6 +21,7 @@ TEST_SECRETS = {
     "TODO_DATABASE_URL": "postgresql://todo:test-password@10.0.0.5:5432/todo",
     "TODO_KAFKA_PASSWORD": "test-kafka-password-0123456789",
     "TODO_OCI_AUTH_TOKEN": "test-oci-auth-token",
+    "TODO_GRAFANA_ADMIN_PASSWORD": "test-grafana-admin-password",
     "TODO_EVENTHUBS_CONNECTION_STRING": (
         "Endpoint=sb://todo-events.servicebus.windows.net/;SharedAccessKeyName=todo;SharedAccessKey=dGVzdA=="
     ),
