@@ -15,8 +15,8 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import ColumnElement, and_, false, func, literal, or_, select, true, tuple_
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy import ColumnElement, and_, bindparam, func, or_, select, true, tuple_
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -69,6 +69,7 @@ EDITABLE_FIELDS = (
     "remind_before_minutes",
     "recurrence",
 )
+
 
 def _return_large_blocks_to_the_os() -> None:
     """Each argon2 hash allocates 19 MiB. glibc raises its mmap threshold after the first such block
@@ -207,24 +208,38 @@ async def create_task(db: Database, user_id: uuid.UUID, body: TaskCreate) -> Tas
     )
     bind(task_id=task_id)
     event = task_event(task, "created", list(SNAPSHOT_FIELDS))
-    new_task = insert(Task).values({name: getattr(task, name) for name in _INSERT_COLUMNS}).returning(Task.id)
-    new_task_cte = new_task.cte("new_task")
-    stmt = insert(Outbox).from_select(
-        ["event_id", "topic", "event_type", "partition_key", "payload"],
-        select(
-            literal(uuid.UUID(event["id"])),
-            literal(TOPIC_TASK_EVENTS),
-            literal(event["type"]),
-            literal(str(task_id)),
-            literal(event, JSONB),
-        ).select_from(new_task_cte),
+    params = {f"t_{name}": getattr(task, name) for name in SNAPSHOT_FIELDS}
+    params.update(
+        o_event_id=uuid.UUID(event["id"]),
+        o_topic=TOPIC_TASK_EVENTS,
+        o_event_type=event["type"],
+        o_partition_key=str(task_id),
+        o_payload=event,
     )
     async with db.autocommit_engine.connect() as conn:
-        await conn.execute(stmt)
+        await conn.execute(_CREATE_WITH_EVENT, params)
     return task
 
 
-_INSERT_COLUMNS = tuple(name for name in SNAPSHOT_FIELDS)
+def _create_with_event_statement() -> Any:
+    """Built once (bind parameters only), so each request skips statement construction."""
+    tasks, outbox = Task.__table__, Outbox.__table__
+    new_task = (
+        insert(tasks)
+        .values({name: bindparam(f"t_{name}", type_=tasks.c[name].type) for name in SNAPSHOT_FIELDS})
+        .returning(tasks.c.id)
+        .cte("new_task")
+    )
+    columns = ["event_id", "topic", "event_type", "partition_key", "payload"]
+    return insert(outbox).from_select(
+        columns,
+        select(*(bindparam(f"o_{name}", type_=outbox.c[name].type) for name in columns)).select_from(
+            new_task
+        ),
+    )
+
+
+_CREATE_WITH_EVENT = _create_with_event_statement()
 
 
 async def update_task(
@@ -363,6 +378,9 @@ class TaskFilter:
     cursor: str | None = None
 
 
+_LIST_COLUMNS = tuple(Task.__table__.c[name] for name in SNAPSHOT_FIELDS)
+
+
 def _sort_column(sort: SortKey) -> Any:
     return {
         SortKey.priority: Task.priority_rank,
@@ -398,7 +416,7 @@ def _after_cursor(cursor: Cursor) -> ColumnElement[bool]:
 
 async def list_tasks(
     session: AsyncSession, user_id: uuid.UUID, f: TaskFilter
-) -> tuple[list[Task], str | None]:
+) -> tuple[list[Any], str | None]:
     """One page of the user's tasks; keyset pagination on (sort value, id), so pages stay consistent
     while tasks are added and each page costs an index range scan, not an OFFSET.
 
@@ -441,8 +459,9 @@ async def list_tasks(
     order_by = [direction(col), direction(Task.id)]
     if f.sort is SortKey.due:
         order_by.insert(0, Task.due_at.is_(None).asc())
-    stmt = select(Task).where(and_(true(), *conditions) if conditions else false()).order_by(*order_by)
-    rows = list((await session.execute(stmt.limit(f.limit + 1))).scalars())
+    # plain rows, not ORM objects: listing is read-only and object loading costs more than the query
+    stmt = select(*_LIST_COLUMNS).where(and_(true(), *conditions)).order_by(*order_by)
+    rows = list((await session.execute(stmt.limit(f.limit + 1))).all())
     next_cursor = None
     if len(rows) > f.limit:
         rows = rows[: f.limit]
