@@ -164,7 +164,7 @@ def bench_scrape() -> tuple[float, int]:
         m.EVENTS_PUBLISHED.labels("task-events", f"com.todo.task.{kind}").inc()
         m.EVENT_PROCESSING.labels("task-events", f"com.todo.task.{kind}").observe(0.01)
     body = generate_latest(REGISTRY)
-    rate = cpu_rate(lambda: generate_latest(REGISTRY), 200)
+    rate = cpu_rate(lambda: generate_latest(REGISTRY), 50)
     return 1000.0 / rate, len(body)
 
 
