@@ -10,7 +10,6 @@ import json
 import uuid
 
 import pytest
-
 from testbed import gobuild
 from testbed.core import ComponentError
 
@@ -75,7 +74,8 @@ def test_deployment_becomes_available_on_kwok_nodes(kube, namespace):
         "wait", "-n", namespace, "deployment/smoke", "--for=condition=Available", "--timeout=120s",
         timeout=150,
     )  # fmt: skip
-    status = json.loads(kube.kubectl("get", "-n", namespace, "deployment/smoke", "-o", "json").stdout)["status"]
+    deployment = kube.kubectl("get", "-n", namespace, "deployment/smoke", "-o", "json").stdout
+    status = json.loads(deployment)["status"]
     assert status["availableReplicas"] == 2
     pods = json.loads(kube.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)["items"]
     assert len(pods) == 2
@@ -89,7 +89,7 @@ def test_servicemonitor_needs_its_crd_and_is_validated(kube, namespace):
     if "servicemonitors.monitoring.coreos.com" not in crds:
         refused = kube.kubectl("apply", "-f", "-", input=good, check=False)
         assert refused.returncode != 0
-        assert "ServiceMonitor" in refused.stderr
+        assert "servicemonitor" in refused.stderr.lower()
 
     names = kube.install_crds(["prometheus-operator/monitoring.coreos.com_servicemonitors.yaml"])
     assert names == ["servicemonitors.monitoring.coreos.com"]
@@ -99,7 +99,7 @@ def test_servicemonitor_needs_its_crd_and_is_validated(kube, namespace):
     assert stored["spec"]["endpoints"][0]["interval"] == "30s"
 
     unknown = SERVICE_MONITOR.format(name="unknown", ns=namespace, extra="intervall: 30s")
-    refused = kube.kubectl("create", "--validate=Strict", "-f", "-", input=unknown, check=False)
+    refused = kube.kubectl("create", "--validate=strict", "-f", "-", input=unknown, check=False)
     assert refused.returncode != 0
     assert "unknown field" in refused.stderr and "intervall" in refused.stderr
 

@@ -41,6 +41,7 @@ from testbed.core import (
     MissingTool,
     Run,
     file_lock,
+    free_port,
     kill_group,
     pid_alive,
     process_start_time,
@@ -119,6 +120,7 @@ class Kube(Component):
         self.nodes = nodes
         self.cluster = "testbed" if self.run.detached else f"pt{os.getpid()}"
         self._atexit_registered = False
+        self.ports: dict[str, int] = {}
 
     # -- paths ---------------------------------------------------------------------------------
     @property
@@ -171,16 +173,58 @@ class Kube(Component):
             )
         return proc
 
+    def _write_ports_config(self) -> Path:
+        """Every port the cluster listens on, chosen by us: kwokctl's own choice scans down from a
+        fixed port, so two clusters created at the same moment would pick the same ports."""
+        self.kwok_workdir.mkdir(parents=True, exist_ok=True)
+        ports = {
+            key: free_port()
+            for key in (
+                "etcdPort",
+                "etcdPeerPort",
+                "kubeApiserverPort",
+                "kubeControllerManagerPort",
+                "kubeSchedulerPort",
+                "kwokControllerPort",
+            )
+        }
+        self.ports = ports
+        lines = [
+            "apiVersion: config.kwok.x-k8s.io/v1alpha1",
+            "kind: KwokctlConfiguration",
+            "options:",
+            *(f"  {key}: {value}" for key, value in ports.items()),
+        ]
+        path = self.kwok_workdir / "ports.yaml"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
     def start(self) -> None:
         _reap_orphans()
         k8s = gobuild.ensure_built("kubernetes")
         etcd = gobuild.ensure_built("etcd")
         kwok = gobuild.ensure_built("kwok")
         kubectl_binary()
+        if not self.run.detached and not self._atexit_registered:
+            atexit.register(self.destroy)
+            self._atexit_registered = True
+        for attempt in (1, 2):
+            try:
+                self._create(k8s, etcd, kwok)
+                break
+            except ComponentError:
+                self.stop()
+                if attempt == 2:
+                    raise
+        self.started()
+
+    def _create(self, k8s: Path, etcd: Path, kwok: Path) -> None:
         if self.cluster_dir.exists():  # a previous instance of this run: start clean
             self.kwokctl("delete", "cluster", "--kubeconfig", self._scratch_kubeconfig, check=False)
             shutil.rmtree(self.cluster_dir, ignore_errors=True)
+        config = self._write_ports_config()
         self.kwokctl(
+            "--config", str(config),
             "create", "cluster",
             "--runtime", "binary",
             "--kubeconfig", self._scratch_kubeconfig,  # never the user's; we use the cluster's own file
@@ -194,13 +238,9 @@ class Kube(Component):
         )  # fmt: skip
         self._adopt_processes()
         self._record()
-        if not self.run.detached and not self._atexit_registered:
-            atexit.register(self.destroy)
-            self._atexit_registered = True
         if self.nodes:
             self.kwokctl("scale", "node", "--replicas", str(self.nodes))
         self.wait_healthy()
-        self.started()
 
     def _adopt_processes(self) -> None:
         self.procs = []
@@ -225,7 +265,11 @@ class Kube(Component):
             self._registry_file.write_text(json.dumps(record) + "\n")
 
     def stop(self) -> None:
-        """Delete the cluster (all its processes and data)."""
+        """Delete the cluster (all its processes and data); its component logs are kept as
+        ``kube-<component>.log`` in the run's log directory."""
+        for log in (self.cluster_dir / "logs").glob("*.log"):
+            with contextlib.suppress(OSError):
+                shutil.copyfile(log, self.log_path(f"-{log.stem}"))
         if self.cluster_dir.exists():
             with contextlib.suppress(Exception):
                 self.kwokctl(
@@ -251,7 +295,14 @@ class Kube(Component):
     ) -> subprocess.CompletedProcess:
         """Run kubectl against this cluster; stdout/stderr are text.  With ``check`` a non-zero exit
         raises :class:`ComponentError` carrying kubectl's stderr."""
-        argv = [kubectl_binary(), "--kubeconfig", self.kubeconfig, "--context", self.context, *args]
+        argv = [
+            kubectl_binary(),
+            "--kubeconfig", self.kubeconfig,
+            "--context", self.context,
+            # discovery cache of this cluster only (not ~/.kube/cache, and never stale across clusters)
+            "--cache-dir", str(self.workdir / "kubectl-cache"),
+            *args,
+        ]  # fmt: skip
         env = dict(os.environ, KUBECONFIG=self.kubeconfig)
         proc = subprocess.run(
             argv, input=input, capture_output=True, text=True, env=env, timeout=timeout, check=False
@@ -298,6 +349,7 @@ class Kube(Component):
             "context": self.context,
             "kwok_workdir": str(self.kwok_workdir),
             "nodes": self.nodes,
+            "ports": self.ports,
             "kubernetes_version": gobuild.KUBERNETES_VERSION,
             "etcd_version": gobuild.ETCD_VERSION,
             "kwok_version": gobuild.KWOK_VERSION,
@@ -310,4 +362,5 @@ class Kube(Component):
     def restore(cls, run: Run, info: dict[str, Any]) -> Kube:
         comp = cls(run, nodes=info.get("nodes", NODES))
         comp.cluster = info["cluster"]
+        comp.ports = info.get("ports", {})
         return comp
