@@ -145,4 +145,4 @@ def test_sidecar_restarts_on_the_same_ports(daprd_factory, tmp_path):
     sidecar.start()
     assert (sidecar.http_port, sidecar.grpc_port, sidecar.metrics_port) == ports
     assert sidecar.metadata()["id"] == "smoke-restart"
-    assert "dapr_runtime" in httpx.get(sidecar.metrics_url, timeout=10).text
+    assert 'app_id="smoke-restart"' in httpx.get(sidecar.metrics_url, timeout=10).text

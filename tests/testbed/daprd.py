@@ -19,8 +19,11 @@ programmatic subscriptions have been read from the app).
 ``stop()``/``start()`` keep the ports, so a restarted sidecar is found at the same address.
 
 Kafka 4.x note (KIP-896 removed the pre-2.1 protocol versions): the pub/sub component's ``version``
-metadata is the Kafka protocol version the client (Sarama) announces; :func:`kafka_pubsub_component`
-sets ``3.6.0`` by default.  See docs/development.md for what was verified.
+metadata is the Kafka protocol version the client (Sarama 1.48) announces; Dapr's default is 2.0.0.
+Against the test bed's Kafka 4.2.2, publish and subscribe were verified with ``version`` 2.0.0 (the
+default), 2.1.0, 3.6.0 and 4.0.0 - Sarama negotiates API versions with the broker, so all work.
+:func:`kafka_pubsub_component` still sets ``3.6.0`` explicitly so the manifests do not depend on a
+default that predates Kafka 4.
 """
 
 from __future__ import annotations
