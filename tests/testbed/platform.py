@@ -207,6 +207,12 @@ class TodoPlatform:
             with contextlib.suppress(Exception):
                 self.stop(key)
 
+    def drop_database(self) -> None:
+        import psycopg
+
+        with contextlib.suppress(psycopg.Error), psycopg.connect(self.pg.dsn(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+
     def stop(self, service: str) -> None:
         """Stop the service and its sidecar (as a pod going away would)."""
         proc = self.processes.pop(service, None)
@@ -363,13 +369,14 @@ def todo_platform(pg, kafka, prometheus, daprd_factory, testbed_run) -> Iterator
     run_dir = Path(testbed_run.data_dir) / "todo-platform"
     platform = TodoPlatform(
         pg=pg, kafka=kafka, prometheus=prometheus, start_sidecar=_factory_adapter(daprd_factory),
-        workdir=run_dir, log_dir=Path(testbed_run.log_dir), database="todo_tests",
+        workdir=run_dir, log_dir=Path(testbed_run.log_dir), database=f"todo_tests_{os.getpid()}",
     )
     try:
         platform.start_all()
         yield platform
     finally:
         platform.stop_all()
+        platform.drop_database()
 
 
 def _factory_adapter(daprd_factory: Callable[..., Any]) -> Callable[..., Any]:
