@@ -40,9 +40,16 @@ def test_exporter_panels_are_exactly_the_kafka_exporter_ones() -> None:
 
 
 def test_targets_carry_the_cluster_label_scheme(observed) -> None:
+    platform = observed.platform
+    ours = {url.removeprefix("http://") for url in platform.urls.values()} | {
+        f"127.0.0.1:{d.metrics_port}" for d in platform.daprd.values()
+    }
     series = observed.prometheus.query(
         'up{job=~"backend|audit|recurring-task|notification|sync|dapr-sidecars"}'
     )
+    # A Prometheus shared through `scripts/testbed up` may also hold other sessions' targets.
+    series = [s for s in series if s["metric"]["instance"] in ours]
+    assert len(series) == 2 * len(SERVICES)
     by_job: dict[str, set[str]] = {}
     for s in series:
         labels = s["metric"]
