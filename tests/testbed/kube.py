@@ -140,6 +140,12 @@ class Kube(Component):
         return f"kwok-{self.cluster}"
 
     @property
+    def log_file(self) -> Path:
+        """kwokctl's log; the cluster components log to ``kube-<component>.log`` next to it (copied
+        there when the cluster is deleted; live in ``<cluster dir>/logs`` while it runs)."""
+        return self.log_path("-kwokctl")
+
+    @property
     def _scratch_kubeconfig(self) -> str:
         """Where kwokctl may add/remove its context (it insists on a kubeconfig to edit)."""
         return str(self.workdir / "kwokctl-contexts.yaml")
