@@ -5,4 +5,4 @@
 # (changed=0) -> verify -> cleanup.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-exec .venv/bin/pytest -q -p no:cacheprovider tests/deploy/test_molecule_kwok.py "$@"
+exec .venv/bin/pytest -q -p no:cacheprovider -m "testbed" tests/deploy/test_molecule_kwok.py "$@"

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from conftest import recap_changed, run, tool_env
 
-pytestmark = [pytest.mark.testbed, pytest.mark.timeout(3600)]
+# slow: run by scripts/test stage `molecule` (run_molecule_kwok.sh), not by the integration stage.
+pytestmark = [pytest.mark.testbed, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 
 def molecule(env, *args: str):
