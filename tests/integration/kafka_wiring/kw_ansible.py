@@ -59,7 +59,7 @@ def run_module(
     check: bool = False,
     diff: bool = False,
     verbosity: int = 0,
-    timeout: int = 180,
+    timeout: int = 600,
 ) -> Outcome:
     """Run one module on localhost; with verbosity > 0 the plain text output is returned too."""
     json_output = verbosity == 0
@@ -105,7 +105,7 @@ def run_module(
 
 def connection_args(kafka, listener: str, **overrides: Any) -> dict[str, Any]:
     """Module connection options for one test-bed listener."""
-    args: dict[str, Any] = {"bootstrap_servers": [kafka.bootstrap(listener)], "request_timeout": 15}
+    args: dict[str, Any] = {"bootstrap_servers": [kafka.bootstrap(listener)], "request_timeout": 60}
     if listener == "scram":
         args.update(
             security_protocol="SASL_PLAINTEXT",

@@ -23,11 +23,11 @@ DAY_MS = 86_400_000
 def cluster_topic(kafka, name: str) -> dict | None:
     """What the broker really holds, read with a plain admin client (not the module)."""
     admin = AdminClient(kafka.client_config("plaintext"))
-    md = admin.list_topics(timeout=15)
+    md = admin.list_topics(timeout=60)
     if name not in md.topics or md.topics[name].error is not None:
         return None
     res = ConfigResource(ConfigResource.Type.TOPIC, name)
-    configs = admin.describe_configs([res])[res].result()
+    configs = admin.describe_configs([res], request_timeout=60)[res].result(timeout=60)
     return {"partitions": len(md.topics[name].partitions), "retention.ms": configs["retention.ms"].value}
 
 
