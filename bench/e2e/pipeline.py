@@ -56,7 +56,8 @@ def kafka_floor(
     from confluent_kafka.admin import AdminClient, NewTopic
 
     topic = f"bench-floor-{uuid.uuid4().hex[:8]}"
-    AdminClient({"bootstrap.servers": bootstrap}).create_topics([NewTopic(topic, 3, 1)])[topic].result(30)
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # keep the handle alive until the topic exists
+    admin.create_topics([NewTopic(topic, 3, 1)])[topic].result(30)
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": topic, "auto.offset.reset": "earliest",
                          "enable.auto.commit": True})
     consumer.subscribe([topic])
@@ -144,6 +145,7 @@ async def app_load(urls: dict[str, str], ws_url: str, rate: float, seconds: floa
                     await asyncio.sleep(ahead)
             await asyncio.gather(*in_flight)
             achieved = total / (time.monotonic() - start)
+            print(f"pipeline: {len(commits)} changes at {achieved:.1f}/s; waiting for deliveries", flush=True)
             deadline = time.monotonic() + 60
             while len(ws_arrivals) < len(commits) and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.5)
@@ -186,13 +188,16 @@ def main(argv: list[str] | None = None) -> int:
         workdir=Path(run.data_dir) / "bench-platform", log_dir=Path(run.log_dir), database="todo_bench",
     )
     try:
+        print("pipeline: starting the platform", flush=True)
         platform.start_all()
+        print("pipeline: platform up; measuring", flush=True)
         floor: list[float] = []
         ready = threading.Event()
         floor_thread = threading.Thread(
             target=kafka_floor, args=(kafka.plaintext, args.rate, args.seconds, floor, ready), daemon=True)
         floor_thread.start()
-        ready.wait(60)
+        if not ready.wait(120) or not floor_thread.is_alive():
+            raise SystemExit("the Kafka floor measurement did not start (see the error above)")
         app = asyncio.run(app_load(platform.urls, platform.describe()["websocket"], args.rate, args.seconds,
                                    platform.dsn))
         floor_thread.join(120)
