@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 from common import rule_files
-from scrape import cluster_like_jobs
 from testbed.platform import todo_platform  # noqa: F401 - session fixture of the test bed
+from testbed.scrape import cluster_like_jobs
 from workload import Planted, run_workload
 
 

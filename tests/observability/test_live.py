@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 from common import SERVICES, alerts, contract_metrics, dashboards, panels, substitute_grafana_vars
-from scrape import TARGET_LABELS
+from testbed.scrape import TARGET_LABELS
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 

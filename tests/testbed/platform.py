@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from testbed.core import ComponentError, ManagedProcess, free_port, repo_root
+from testbed.scrape import cluster_like_jobs
 
 #: A JWT signing secret for tests only (never used outside the test bed).
 TEST_JWT_SECRET = "testbed-jwt-secret-not-for-production-0123456789"
@@ -339,20 +340,10 @@ class TodoPlatform:
         )
 
     def _scrape(self) -> None:
+        """Scrape the services and sidecars with the cluster's job and label scheme."""
         if self.prometheus is None:
             return
-        jobs = []
-        for service in SERVICES:
-            labels = {"service": service, "namespace": "testbed", "pod": f"{service}-0"}
-            jobs.append({"job_name": service, "scrape_interval": "5s",
-                         "static_configs": [{"targets": [self.urls[service].removeprefix("http://")],
-                                             "labels": labels}]})
-            metrics_port = getattr(self.daprd[service], "metrics_port", None)
-            if metrics_port:
-                target = {"targets": [f"127.0.0.1:{metrics_port}"], "labels": labels}
-                jobs.append({"job_name": f"{service}-dapr", "scrape_interval": "5s",
-                             "static_configs": [target]})
-        self.prometheus.set_scrape_config(jobs)
+        self.prometheus.set_scrape_config(cluster_like_jobs(self.urls, self.daprd, interval="5s"))
 
     def describe(self) -> dict[str, Any]:
         return {
