@@ -11,7 +11,7 @@ import datetime
 import json
 
 import pytest
-from conftest import ENVIRONMENTS, NAMESPACES, crds_dir, run, tool_env
+from deploy_support import ENVIRONMENTS, NAMESPACES, crds_dir, run, tool_env
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec

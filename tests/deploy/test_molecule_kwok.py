@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import recap_changed, run, tool_env
+from deploy_support import recap_changed, run, tool_env
 
 # slow: run by scripts/test stage `molecule` (run_molecule_kwok.sh), not by the integration stage.
 pytestmark = [pytest.mark.testbed, pytest.mark.slow, pytest.mark.timeout(3600)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from conftest import ROOT
+from deploy_support import ROOT
 
 ROLES = ["cluster", "crds", "images", "kafka", "dapr", "apps"]
 

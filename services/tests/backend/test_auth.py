@@ -7,7 +7,7 @@ import uuid
 
 import jwt
 import pytest
-from conftest import JWT_SECRET, register_user
+from backend_support import JWT_SECRET, register_user
 
 pytestmark = pytest.mark.testbed
 

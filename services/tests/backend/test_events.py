@@ -11,7 +11,7 @@ import asyncpg
 import orjson
 import pytest
 from confluent_kafka import Consumer
-from conftest import make_settings, register_user, running_app
+from backend_support import make_settings, register_user, running_app
 
 pytestmark = pytest.mark.testbed
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from conftest import APP_TOKEN, make_settings, register_user
+from backend_support import APP_TOKEN, make_settings, register_user
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from todo.backend.app import create_app

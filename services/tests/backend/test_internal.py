@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import APP_TOKEN
+from backend_support import APP_TOKEN
 
 pytestmark = pytest.mark.testbed
 

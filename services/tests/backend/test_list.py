@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import register_user
+from backend_support import register_user
 
 pytestmark = pytest.mark.testbed
 

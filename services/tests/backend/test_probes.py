@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import make_settings, running_app
+from backend_support import make_settings, running_app
 
 pytestmark = pytest.mark.testbed
 

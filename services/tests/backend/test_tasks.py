@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from conftest import register_user
+from backend_support import register_user
 
 pytestmark = pytest.mark.testbed
 
