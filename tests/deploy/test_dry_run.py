@@ -11,11 +11,11 @@ import datetime
 import json
 
 import pytest
-from deploy_support import ENVIRONMENTS, NAMESPACES, crds_dir, run, tool_env
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from deploy_support import ENVIRONMENTS, NAMESPACES, crds_dir, run, tool_env
 
 pytestmark = [pytest.mark.testbed, pytest.mark.timeout(3600)]
 

@@ -10,8 +10,8 @@ from collections import defaultdict
 import asyncpg
 import orjson
 import pytest
-from confluent_kafka import Consumer
 from backend_support import make_settings, register_user, running_app
+from confluent_kafka import Consumer
 
 pytestmark = pytest.mark.testbed
 
