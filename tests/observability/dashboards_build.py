@@ -199,7 +199,9 @@ def service_overview() -> dict:
         "5xx ratio",
         [
             (
-                f'sum by (service) (rate(todo_http_requests_total{{{APP}, status=~"5.."}}[{RI}]))'
+                # "or … * 0" keeps a 0 line for services without any 5xx instead of "No data".
+                f'(sum by (service) (rate(todo_http_requests_total{{{APP}, status=~"5.."}}[{RI}]))'
+                f" or sum by (service) (rate(todo_http_requests_total{{{APP}}}[{RI}])) * 0)"
                 f" / sum by (service) (rate(todo_http_requests_total{{{APP}}}[{RI}]))",
                 "{{service}}",
             )
