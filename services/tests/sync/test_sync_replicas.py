@@ -30,6 +30,9 @@ async def wait_for_task(ws, task_id: str) -> dict:
 async def test_every_replica_pushes_every_event(todo_platform):  # noqa: F811
     second = todo_platform.add_replica("sync")
     try:
+        # Earlier tests in the session may have restarted Kafka: make sure the first replica's
+        # consumer has rejoined too (add_replica already waited for the second one).
+        todo_platform.wait_pipeline("sync")
         token = await login(todo_platform.urls["backend"])
         urls = [todo_platform.urls[k].replace("http://", "ws://") + "/ws" for k in ("sync", second)]
         async with websockets.connect(urls[0], subprotocols=["bearer", token]) as one, \
