@@ -22,6 +22,13 @@ TEST_SECRETS = {
     "TODO_KAFKA_PASSWORD": "test-kafka-password-0123456789",
     "TODO_OCI_AUTH_TOKEN": "test-oci-auth-token",
     "TODO_GRAFANA_ADMIN_PASSWORD": "test-grafana-admin-password",
+    # Loki's object storage per cloud (inventories/<cloud>/group_vars/todo_platform/logging.yml).
+    "TODO_OCI_OBJECT_STORAGE_NAMESPACE": "testnamespace",
+    "TODO_OCI_S3_ACCESS_KEY_ID": "test-oci-s3-access-key-id",
+    "TODO_OCI_S3_SECRET_ACCESS_KEY": "test-oci-s3-secret-access-key",
+    "TODO_AZURE_STORAGE_ACCOUNT": "todologs",
+    "TODO_AZURE_STORAGE_KEY": "dGVzdC1henVyZS1zdG9yYWdlLWtleQ==",
+    "TODO_GCS_SERVICE_ACCOUNT": "loki@todo-project.iam.gserviceaccount.com",
     "TODO_EVENTHUBS_CONNECTION_STRING": (
         "Endpoint=sb://todo-events.servicebus.windows.net/;SharedAccessKeyName=todo;SharedAccessKey=dGVzdA=="
     ),
