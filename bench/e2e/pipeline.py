@@ -99,8 +99,14 @@ def kafka_floor(
 
 # -- the application path --------------------------------------------------------------------------
 
+# Requests in flight at most: when the API falls behind the schedule the driver waits for a free slot
+# (and reports the rate it achieved) instead of piling up requests until the HTTP pool times out.
+MAX_IN_FLIGHT = 16
+
+
 async def app_load(urls: dict[str, str], ws_url: str, rate: float, seconds: float, dsn: str) -> dict:
-    async with httpx.AsyncClient(base_url=urls["backend"], timeout=30) as client:
+    limits = httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT)
+    async with httpx.AsyncClient(base_url=urls["backend"], timeout=60, limits=limits) as client:
         email, password = f"bench-{uuid.uuid4().hex[:8]}@example.test", uuid.uuid4().hex
         account = {"email": email, "password": password}
         (await client.post("/api/auth/register", json=account)).raise_for_status()
@@ -109,7 +115,10 @@ async def app_load(urls: dict[str, str], ws_url: str, rate: float, seconds: floa
         client.headers["Authorization"] = f"Bearer {token}"
         commits: dict[tuple[str, int], float] = {}
         ws_arrivals: dict[tuple[str, int], float] = {}
-        async with websockets.connect(ws_url, subprotocols=["bearer", token], max_queue=None) as ws:
+        # A generous keepalive: on a saturated 2-core machine a pong can be late without the
+        # connection being broken, and a closed socket would end the measurement.
+        async with websockets.connect(ws_url, subprotocols=["bearer", token], max_queue=None,
+                                      ping_interval=20, ping_timeout=120) as ws:
 
             async def read() -> None:
                 async for raw in ws:
@@ -122,8 +131,15 @@ async def app_load(urls: dict[str, str], ws_url: str, rate: float, seconds: floa
             task_ids: list[str] = []
             start = time.monotonic()
             in_flight: set[asyncio.Task] = set()
+            slots = asyncio.Semaphore(MAX_IN_FLIGHT)
 
             async def change(n: int) -> None:
+                try:
+                    await send_change(n)
+                finally:
+                    slots.release()
+
+            async def send_change(n: int) -> None:
                 if n % 3 == 0 or not task_ids:
                     body = {"title": f"bench {n}", "remind_before_minutes": None}
                     r = await client.post("/api/tasks", json=body)
@@ -137,6 +153,7 @@ async def app_load(urls: dict[str, str], ws_url: str, rate: float, seconds: floa
                     task_ids.append(body["id"])
 
             for n in range(total):
+                await slots.acquire()
                 t = asyncio.create_task(change(n))
                 in_flight.add(t)
                 t.add_done_callback(in_flight.discard)

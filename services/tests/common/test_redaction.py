@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from todo.common.redaction import REDACTED, redact_event_dict, redact_text
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJlLXZhbHVl"
@@ -52,3 +54,30 @@ def test_secret_keys_are_masked_at_any_depth():
     assert out["headers"]["X-Request-ID"] == "r1"
     assert out["config"][0]["DATABASE_URL"] == REDACTED and out["config"][1]["name"] == "ok"
     assert out["token_type"] == "bearer" and out["task_id"] == "t-1"
+
+
+def _substitute_everything(text: str) -> str:
+    from todo.common.redaction import _VALUE_PATTERNS
+
+    for pattern, replacement in _VALUE_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+_FRAGMENTS = ["Bearer ", "bAsIc ", "Digest ", "eyJ", "abcde.", "fghij.", "://", "u:", "@h", "password",
+              "PWD", "secret", "Token", "api-key", "ACCESS_KEY", "SharedAccessKey", "=", ": ", "'x y'",
+              "hunter2", " ", "&", ";", "plain words", "é"]
+
+
+@given(st.lists(st.sampled_from(_FRAGMENTS), max_size=12).map("".join))
+@settings(max_examples=400, deadline=None)
+def test_the_cheap_precheck_never_skips_a_string_the_patterns_would_change(text):
+    """redact_text skips strings without any trigger word; that shortcut must not change a result."""
+    assert redact_text(text) == _substitute_everything(text)
+
+
+def test_fields_filled_by_the_logging_chain_are_left_alone():
+    event = {"timestamp": "2026-01-01T00:00:00Z", "level": "info", "message": "password=x"}
+    out = redact_event_dict(None, "info", dict(event))
+    assert out["timestamp"] == event["timestamp"] and out["level"] == "info"
+    assert "x" not in out["message"].split("=")[1]
