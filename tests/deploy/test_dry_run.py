@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from deploy_support import ENVIRONMENTS, NAMESPACES, run, tool_env
+from deploy_support import ENVIRONMENTS, NAMESPACES, crds_dir, run, tool_env
 
 pytestmark = [pytest.mark.testbed, pytest.mark.timeout(3600)]
 
@@ -90,10 +90,12 @@ def dry_run(kube, env_name: str, tmp_path, extra: dict | None = None, *, tags: s
 def api(kube, tmp_path_factory):
     """The API server with the pinned CRDs applied once, for real, by the crds role. The CRDs are
     the same in every environment and the role records what it applied, so each dry run below
-    finds them current and spends its time on the objects of its own environment."""
+    finds them current and spends its time on the objects of its own environment. (Applying all
+    46 CRDs took 84 s of every dry run when they were sent again each time.)"""
     _ensure_namespaces(kube)
     workdir = tmp_path_factory.mktemp("crds")
-    result = dry_run(kube, "kind", workdir, playbook="playbooks/crds.yml", check=False)
+    # The GKE inventory names all four CRD sets (Gateway API included).
+    result = dry_run(kube, "gke", workdir, playbook="playbooks/crds.yml", check=False)
     assert result.returncode == 0, f"crds role failed\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}"
     return kube
 
@@ -122,3 +124,18 @@ def test_an_event_hubs_basic_tier_is_refused(api, tmp_path):
     result = dry_run(api, "aks", tmp_path, {"kafka_azure_event_hubs": basic}, tags="kafka,dapr")
     assert result.returncode != 0
     assert "basic" in result.stdout.lower(), result.stdout[-4000:]
+
+
+def test_a_changed_local_crd_file_is_refused(api, tmp_path):
+    """crds_source=local checks every file against its pinned sha256 and names the ones that differ."""
+    import shutil
+
+    local = tmp_path / "crds"
+    shutil.copytree(crds_dir(), local)
+    changed = sorted((local / "dapr").glob("*.yaml"))[0]
+    changed.write_text(changed.read_text() + "\n# edited\n")
+    result = dry_run(api, "kind", tmp_path, {"crds_local_dir": str(local)}, tags="crds_preflight,crds_fetch",
+                     playbook="playbooks/crds.yml")
+    assert result.returncode != 0
+    assert f"dapr/{changed.name}" in result.stdout, result.stdout[-4000:]
+    assert "sha256 differs" in result.stdout

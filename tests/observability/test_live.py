@@ -61,12 +61,26 @@ def test_targets_carry_the_cluster_label_scheme(observed) -> None:
     assert by_job["dapr-sidecars"] == set(SERVICES)
 
 
+_FED_BY_SERVICES = [t for t in _prom_targets() if t[1] not in EXPORTER_PANELS]
+_FED_BY_EXPORTER = [t for t in _prom_targets() if t[1] in EXPORTER_PANELS]
+
+
 @pytest.mark.parametrize(
-    ("board", "title", "expr"), _prom_targets(), ids=[f"{b}:{t}" for b, t, _ in _prom_targets()]
+    ("board", "title", "expr"), _FED_BY_EXPORTER, ids=[f"{b}:{t}" for b, t, _ in _FED_BY_EXPORTER]
+)
+def test_exporter_panel_queries_are_accepted_by_prometheus(
+    observed, board: str, title: str, expr: str
+) -> None:
+    """kafka_exporter cannot be had here (no release in the package registries), so these panels
+    have no data on the test bed; Prometheus must still accept their queries (query() raises on
+    a parse or evaluation error)."""
+    observed.prometheus.query(substitute_grafana_vars(expr, namespace="todo", window="10m"))
+
+
+@pytest.mark.parametrize(
+    ("board", "title", "expr"), _FED_BY_SERVICES, ids=[f"{b}:{t}" for b, t, _ in _FED_BY_SERVICES]
 )
 def test_every_dashboard_query_returns_data(observed, board: str, title: str, expr: str) -> None:
-    if title in EXPORTER_PANELS:
-        pytest.skip("fed by kafka_exporter, which the test bed does not run")
     query = substitute_grafana_vars(expr, namespace="todo", window="10m")
     result = []
     for _ in range(10):  # the next scrape may still be on its way
