@@ -66,32 +66,28 @@ class User:
         assert r.status_code == 204, r.text
 
     async def tasks(self, **params: Any) -> list[dict[str, Any]]:
-        items, cursor = [], None
-        while True:
-            page = {"cursor": cursor} if cursor else {}
-            r = await self.api.get("/api/tasks", params={"limit": 100, **params, **page})
-            assert r.status_code == 200, r.text
-            body = r.json()
-            items += body["items"]
-            cursor = body["next_cursor"]
-            if not cursor:
-                return items
+        return await _all_pages(self.api, "/api/tasks", {"limit": 100, **params})
 
     async def audit(self, **params: Any) -> list[dict[str, Any]]:
-        items, cursor = [], None
-        while True:
-            page = {"cursor": cursor} if cursor else {}
-            r = await self.audit_api.get("/api/audit", params={"limit": 500, **params, **page})
-            assert r.status_code == 200, r.text
-            body = r.json()
-            items += body["items"]
-            cursor = body["next_cursor"]
-            if not cursor:
-                return items
+        return await _all_pages(self.audit_api, "/api/audit", {"limit": 500, **params})
 
     def websocket(self) -> Any:
         return websockets.connect(self.endpoints.websocket, subprotocols=["bearer", self.token],
                                   open_timeout=30)
+
+
+async def _all_pages(client: httpx.AsyncClient, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every item of a cursor-paginated listing ({items, next_cursor})."""
+    items, cursor = [], None
+    while True:
+        page = {"cursor": cursor} if cursor else {}
+        r = await client.get(path, params={**params, **page})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        items += body["items"]
+        cursor = body["next_cursor"]
+        if not cursor:
+            return items
 
 
 async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, within: float = EVENTUAL) -> T:

@@ -3,67 +3,14 @@ event through its own daprd (programmatic subscription, GET /dapr/subscribe)."""
 
 from __future__ import annotations
 
-import json
-import queue
-import threading
-import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
-from testbed.daprd import kafka_pubsub_component
+from testbed.daprd import SubscriberApp, kafka_pubsub_component
 
 pytestmark = pytest.mark.testbed
-
-
-class _App:
-    """A minimal Dapr app: answers GET /dapr/subscribe and records POSTed events."""
-
-    def __init__(self, subscriptions: list[dict], token: str | None = None) -> None:
-        self.subscriptions = subscriptions
-        self.token = token
-        self.events: queue.Queue[tuple[str, dict, dict]] = queue.Queue()
-        app = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep pytest output clean
-                pass
-
-            def _reply(self, code: int, body: object) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self):
-                if self.path == "/dapr/subscribe":
-                    self._reply(200, app.subscriptions)
-                elif self.path == "/dapr/config":
-                    self._reply(200, {})
-                else:
-                    self._reply(404, {})
-
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
-                app.events.put((self.path, dict(self.headers), body))
-                self._reply(200, {"status": "SUCCESS"})
-
-            def do_OPTIONS(self):
-                self._reply(200, {})
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def _publish(daprd, pubsub: str, topic: str, event: dict, token: str | None = None) -> int:
@@ -74,16 +21,6 @@ def _publish(daprd, pubsub: str, topic: str, event: dict, token: str | None = No
         timeout=30,
     )
     return response.status_code
-
-
-def _wait_event(app: _App, seconds: float) -> tuple[str, dict, dict]:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            return app.events.get(timeout=1)
-        except queue.Empty:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no event reached the subscriber within {seconds:.0f}s") from None
 
 
 def test_publish_through_one_daprd_and_receive_through_another(kafka, daprd_factory, tmp_path):
@@ -99,8 +36,8 @@ def test_publish_through_one_daprd_and_receive_through_another(kafka, daprd_fact
         )
 
     app_token = "smoke-app-token-" + uuid.uuid4().hex[:8]
-    subscriber = _App([{"pubsubname": "pubsub", "topic": topic, "route": "/events"}])
-    publisher = _App([])
+    subscriber = SubscriberApp([{"pubsubname": "pubsub", "topic": topic, "route": "/events"}])
+    publisher = SubscriberApp([])
     try:
         sub_sidecar = daprd_factory(
             "smoke-subscriber", subscriber.port, subscriber_dir, app_api_token=app_token
@@ -114,7 +51,7 @@ def test_publish_through_one_daprd_and_receive_through_another(kafka, daprd_fact
         marker = uuid.uuid4().hex
         assert _publish(pub_sidecar, "pubsub", topic, {"marker": marker}) == 204
 
-        path, headers, envelope = _wait_event(subscriber, 60)
+        path, headers, envelope = subscriber.wait_event(60)
         assert path == "/events"
         # a CloudEvent from the publishing app, carrying our payload unchanged
         assert envelope["data"] == {"marker": marker}

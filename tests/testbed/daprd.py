@@ -29,8 +29,12 @@ default that predates Kafka 4.
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import queue
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -298,3 +302,62 @@ class DaprdFactory:
         self.started.clear()
         if errors:
             raise errors[0]
+
+
+class SubscriberApp:
+    """A minimal Dapr app for tests: answers GET /dapr/subscribe with ``subscriptions`` (programmatic
+    subscription) and records every POST as (path, headers, body); ``port`` is where it listens."""
+
+    def __init__(self, subscriptions: list[dict[str, Any]], token: str | None = None) -> None:
+        self.subscriptions = subscriptions
+        self.token = token
+        self.events: queue.Queue[tuple[str, dict[str, str], Any]] = queue.Queue()
+        app = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # keep pytest output clean
+                pass
+
+            def _reply(self, code: int, body: object) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server API
+                if self.path == "/dapr/subscribe":
+                    self._reply(200, app.subscriptions)
+                elif self.path == "/dapr/config":
+                    self._reply(200, {})
+                else:
+                    self._reply(404, {})
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server API
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                app.events.put((self.path, dict(self.headers), body))
+                self._reply(200, {"status": "SUCCESS"})
+
+            def do_OPTIONS(self) -> None:  # noqa: N802 - http.server API
+                self._reply(200, {})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def wait_event(self, seconds: float) -> tuple[str, dict[str, str], Any]:
+        """The next POST received, or AssertionError after ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                return self.events.get(timeout=1)
+            except queue.Empty:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"no event reached the subscriber within {seconds:.0f}s") from None
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

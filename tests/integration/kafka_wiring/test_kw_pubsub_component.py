@@ -8,63 +8,17 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import threading
-import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 from kw_ansible import connection_args, run_module
+from testbed.daprd import SubscriberApp
 
 pytestmark = pytest.mark.testbed
 
 SECRET_STORE = "kw-local-secrets"
-
-
-class SubscriberApp:
-    """A minimal Dapr app: programmatic subscription to one topic, records what it receives."""
-
-    def __init__(self, pubsub: str, topic: str) -> None:
-        self.received: list[dict] = []
-        app = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep pytest output clean
-                pass
-
-            def _reply(self, code: int, body: object) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self):  # noqa: N802 - http.server API
-                if self.path == "/dapr/subscribe":
-                    self._reply(200, [{"pubsubname": pubsub, "topic": topic, "route": "/events"}])
-                else:
-                    self._reply(404, {})
-
-            def do_POST(self):  # noqa: N802 - http.server API
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
-                if self.path == "/events":
-                    app.received.append(json.loads(body))
-                    self._reply(200, {"status": "SUCCESS"})
-                else:
-                    self._reply(404, {})
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def write_resources(directory: Path, component_yaml: str, secret_name: str, values: dict[str, str]) -> None:
@@ -129,7 +83,7 @@ def test_built_component_carries_a_message_through_daprd(kafka, daprd_factory, t
             assert value not in r.text
     write_resources(tmp_path / "resources", r.result["component_yaml"], r.result["secret_name"], values)
 
-    app = SubscriberApp("pubsub", topic)
+    app = SubscriberApp([{"pubsubname": "pubsub", "topic": topic, "route": "/events"}])
     try:
         sidecar = daprd_factory(f"kw-{listener}", app.port, tmp_path / "resources")
         sidecar.wait_app_ready()
@@ -138,11 +92,8 @@ def test_built_component_carries_a_message_through_daprd(kafka, daprd_factory, t
             f"{sidecar.http_url}/v1.0/publish/pubsub/{topic}", json={"marker": marker}, timeout=30
         )
         assert resp.status_code == 204, resp.text
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and not app.received:
-            time.sleep(0.5)
-        assert app.received, "daprd delivered nothing within 90 s"
-        event = app.received[0]
+        path, _headers, event = app.wait_event(90)
+        assert path == "/events"
         assert event["data"] == {"marker": marker}
         assert event["topic"] == topic
         assert event["pubsubname"] == "pubsub"
