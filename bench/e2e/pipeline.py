@@ -97,6 +97,23 @@ def kafka_floor(
     consumer.close()
 
 
+# -- where events wait ---------------------------------------------------------------------------------
+
+def sample_queues(dsn: str, user_id: str, samples: list[dict], stop: threading.Event) -> None:
+    """Once a second: events still in the backend's outbox, and this user's changes not yet in the
+    audit log. A growing outbox means the relay is behind; a growing audit gap with an empty outbox
+    means the consumer side is."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        start = time.monotonic()
+        while not stop.wait(1.0):
+            unsent = conn.execute("SELECT count(*) FROM backend.outbox WHERE sent_at IS NULL").fetchone()[0]
+            written = conn.execute(
+                "SELECT (SELECT count(*) FROM backend.outbox o WHERE o.payload->'data'->>'user_id' = %s),"
+                " (SELECT count(*) FROM audit.audit_log WHERE user_id = %s)", (user_id, user_id)).fetchone()
+            samples.append({"t": round(time.monotonic() - start, 1), "outbox_unsent": unsent,
+                            "not_yet_audited": written[0] - written[1]})
+
+
 # -- the application path --------------------------------------------------------------------------
 
 # Requests in flight at most: when the API falls behind the schedule the driver waits for a free slot
@@ -113,6 +130,11 @@ async def app_load(urls: dict[str, str], ws_url: str, rate: float, seconds: floa
         login = (await client.post("/api/auth/login", json=account)).json()
         token = login["access_token"]
         client.headers["Authorization"] = f"Bearer {token}"
+        queue_samples: list[dict] = []
+        stop_sampling = threading.Event()
+        sampler = threading.Thread(
+            target=sample_queues, args=(dsn, login["user_id"], queue_samples, stop_sampling), daemon=True)
+        sampler.start()
         commits: dict[tuple[str, int], float] = {}
         ws_arrivals: dict[tuple[str, int], float] = {}
         # A generous keepalive: on a saturated 2-core machine a pong can be late without the
@@ -167,6 +189,8 @@ async def app_load(urls: dict[str, str], ws_url: str, rate: float, seconds: floa
             while len(ws_arrivals) < len(commits) and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.5)
             reader.cancel()
+    stop_sampling.set()
+    sampler.join(5)
     # audit rows of this user's events
     user_id = login["user_id"]
     deadline = time.monotonic() + 60
@@ -182,6 +206,7 @@ async def app_load(urls: dict[str, str], ws_url: str, rate: float, seconds: floa
     to_audit = [audit_rows[k] - t for k, t in commits.items() if k in audit_rows]
     to_ws = [ws_arrivals[k] - t for k, t in commits.items() if k in ws_arrivals]
     return {"changes": len(commits), "achieved_rate": achieved, "to_audit": to_audit, "to_ws": to_ws,
+            "queues": queue_samples,
             "audit_missing": len(commits) - len(to_audit), "ws_missing": len(commits) - len(to_ws)}
 
 
@@ -226,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         "kafka_floor": summary(floor), "api_to_audit": summary(app["to_audit"]),
         "api_to_websocket": summary(app["to_ws"]),
         "audit_missing": app["audit_missing"], "ws_missing": app["ws_missing"],
+        "queues": app["queues"],
     }
     kf = figures["kafka_floor"]
     print(f"{'path':<22}{'n':>6}{'p50 ms':>10}{'p95 ms':>10}{'max ms':>10}{'p95 / floor p95':>18}")
@@ -234,6 +260,11 @@ def main(argv: list[str] | None = None) -> int:
         ratio = s["p95"] / kf["p95"] if kf["p95"] else float("nan")
         print(f"{name:<22}{s['n']:>6}{s['p50'] * 1000:>10.1f}{s['p95'] * 1000:>10.1f}{s['max'] * 1000:>10.1f}"
               f"{ratio:>18.1f}")
+    if app["queues"]:
+        worst_outbox = max(q["outbox_unsent"] for q in app["queues"])
+        worst_audit = max(q["not_yet_audited"] for q in app["queues"])
+        print(f"largest queues (sampled each second): outbox unsent {worst_outbox}, "
+              f"changes not yet in the audit log {worst_audit}")
     print(f"achieved {figures['achieved_rate']} changes/s; missing audit rows: {app['audit_missing']}, "
           f"missing WebSocket messages: {app['ws_missing']}")
     if args.json:
