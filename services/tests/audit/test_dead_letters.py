@@ -5,12 +5,12 @@ import uuid
 
 import orjson
 import pytest
-from testbed.platform import task_event, task_snapshot, todo_platform  # noqa: F401 - session fixture
+from testbed.platform import task_event, task_snapshot
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 
 
-def test_poison_event_is_moved_to_the_dead_letter_topic(todo_platform, kafka):  # noqa: F811
+def test_poison_event_is_moved_to_the_dead_letter_topic(todo_platform, kafka):
     from confluent_kafka import Consumer, Producer
 
     poison = task_event("created", task_snapshot(uuid.uuid4()) | {"user_id": "not-a-uuid"})

@@ -7,7 +7,6 @@ import httpx
 import orjson
 import pytest
 import websockets
-from testbed.platform import todo_platform  # noqa: F401 - session fixture
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 
@@ -27,7 +26,7 @@ async def wait_for_task(ws, task_id: str) -> dict:
                 return msg
 
 
-async def test_every_replica_pushes_every_event(todo_platform):  # noqa: F811
+async def test_every_replica_pushes_every_event(todo_platform):
     second = todo_platform.add_replica("sync")
     try:
         # Earlier tests in the session may have restarted Kafka: make sure the first replica's
