@@ -114,6 +114,50 @@ def sample_queues(dsn: str, user_id: str, samples: list[dict], stop: threading.E
                             "not_yet_audited": written[0] - written[1]})
 
 
+# -- where the CPU goes ---------------------------------------------------------------------------------
+
+_TICKS = __import__("os").sysconf("SC_CLK_TCK")
+
+
+def cpu_by_process() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each process on the machine, grouped by a short
+    name: ``todo-service backend``, ``daprd backend``, ``kafka``, ``postgres``, ... Read from /proc."""
+    totals: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        fields = stat.rsplit(")", 1)[1].split()
+        seconds = (int(fields[11]) + int(fields[12])) / _TICKS
+        group = _process_group([a.decode(errors="replace") for a in argv if a])
+        totals[group] = totals.get(group, 0.0) + seconds
+    return totals
+
+
+def _process_group(argv: list[str]) -> str:
+    if not argv:
+        return "kernel"
+    exe = Path(argv[0]).name
+    if exe.startswith("python") and len(argv) > 1:  # a console script runs as `python <script> ...`
+        argv = argv[1:]
+        exe = Path(argv[0]).name
+    if exe == "todo-service" and len(argv) > 1:
+        return f"service {argv[1]}"
+    if exe == "daprd" and "--app-id" in argv:
+        return f"daprd {argv[argv.index('--app-id') + 1]}"
+    if exe == "java" and any("kafka" in a for a in argv):
+        return "kafka"
+    if exe.startswith("postgres") or argv[0].startswith("postgres:"):
+        return "postgres"
+    if any(a.endswith("pipeline.py") for a in argv):
+        return "benchmark driver"
+    return exe
+
+
 # -- the application path --------------------------------------------------------------------------
 
 # Requests in flight at most: when the API falls behind the schedule the driver waits for a free slot
@@ -240,9 +284,12 @@ def main(argv: list[str] | None = None) -> int:
         floor_thread.start()
         if not ready.wait(120) or not floor_thread.is_alive():
             raise SystemExit("the Kafka floor measurement did not start (see the error above)")
+        cpu_before, wall_before = cpu_by_process(), time.monotonic()
         app = asyncio.run(app_load(platform.urls, platform.describe()["websocket"], args.rate, args.seconds,
                                    platform.dsn))
         floor_thread.join(120)
+        cpu_after, wall = cpu_by_process(), time.monotonic() - wall_before
+        cpu_used = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_after.items()}
     finally:
         platform.stop_all()
     figures = {
@@ -252,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         "api_to_websocket": summary(app["to_ws"]),
         "audit_missing": app["audit_missing"], "ws_missing": app["ws_missing"],
         "queues": app["queues"],
+        "cpu_seconds": {k: round(v, 1) for k, v in sorted(cpu_used.items(), key=lambda kv: -kv[1]) if v >= 0.1},
+        "wall_seconds": round(wall, 1),
     }
     kf = figures["kafka_floor"]
     print(f"{'path':<22}{'n':>6}{'p50 ms':>10}{'p95 ms':>10}{'max ms':>10}{'p95 / floor p95':>18}")
@@ -265,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
         worst_audit = max(q["not_yet_audited"] for q in app["queues"])
         print(f"largest queues (sampled each second): outbox unsent {worst_outbox}, "
               f"changes not yet in the audit log {worst_audit}")
+    busy = sum(figures["cpu_seconds"].values())
+    print(f"CPU used while measuring: {busy:.0f} s in {wall:.0f} s wall ({busy / wall:.2f} cores); largest:")
+    for name, seconds in list(figures["cpu_seconds"].items())[:12]:
+        print(f"  {name:<26}{seconds:>7.1f} s  {seconds / busy:>5.0%}")
     print(f"achieved {figures['achieved_rate']} changes/s; missing audit rows: {app['audit_missing']}, "
           f"missing WebSocket messages: {app['ws_missing']}")
     if args.json:
