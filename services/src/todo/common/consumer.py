@@ -3,6 +3,12 @@
 The processed event id is inserted into the consumer's own table in the SAME transaction as the
 handler's effect, so an event is applied exactly once however often Dapr delivers it.
 
+Subscriptions use Dapr's bulk subscribe: the sidecar delivers up to ``BULK_MAX_MESSAGES`` events of
+one partition in one request, and the app answers a status per entry (``deliver_each``). Entries are
+handled one after the other, in partition order; once an entry of a partition key asks for a retry,
+the later entries of that key in the same request are not handled and ask for a retry too, so a
+redelivery cannot put a task's events out of order. A single (non-bulk) delivery is accepted as well.
+
 Outcomes (Dapr's subscriber contract):
 - SUCCESS (HTTP 200 ``{"status": "SUCCESS"}``): handled, a duplicate, or poison moved to ``<topic>-dlq``.
 - RETRY (HTTP 503 ``{"status": "RETRY"}``): a transient failure; Dapr redelivers (resiliency policy).
@@ -70,12 +76,20 @@ class EventConsumer:
     topic: str
     source: str  # this service's CloudEvents source, e.g. "/todo/audit" (used for DLQ wrappers)
 
-    async def handle(self, body: bytes, handler: Handler) -> EventStatus:
+    #: Event types the handler acts on; others are acknowledged without touching the database.
+    #: ``None``: every type.
+    event_types: frozenset[str] | None = None
+
+    async def handle(self, body: bytes | str | dict[str, Any], handler: Handler) -> EventStatus:
+        """Apply one delivered event (its JSON text, or already decoded) exactly once."""
         start = time.perf_counter()
-        try:
-            raw = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return await self._poison(None, body, "body is not JSON")
+        if isinstance(body, dict):
+            raw: Any = body
+        else:
+            try:
+                raw = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                return await self._poison(None, body, "body is not JSON")
         try:
             event = parse_event(raw)
         except InvalidEvent as exc:
@@ -84,6 +98,9 @@ class EventConsumer:
         bind(event_id=event.id, event_type=event.type)
         if event.subject:
             bind(task_id=event.subject)
+        if self.event_types is not None and event.type not in self.event_types:
+            EVENTS_CONSUMED.labels(self.topic, event.type, "ignored").inc()
+            return EventStatus.SUCCESS
         after_commit = None
         try:
             async with self.db.transaction() as session:
@@ -119,6 +136,80 @@ class EventConsumer:
                 _log.warning("after-commit action failed", error=f"{type(exc).__name__}: {exc}")
         return EventStatus.SUCCESS
 
+    async def handle_all(self, bodies: list[Any], handler: Handler) -> list[EventStatus] | None:
+        """Apply the events of one bulk delivery in ONE transaction (their processed ids in one
+        statement), in order. This is the fast path: per-event transactions cost round trips and
+        session work that dominate a consumer's CPU. Returns None, having changed nothing, when an
+        event does not parse or any handler fails: the caller then handles them one by one
+        (``handle``), which gives each its own outcome (poison to the DLQ, retry, ...)."""
+        start = time.perf_counter()
+        events: list[CloudEvent] = []
+        for body in bodies:
+            if not isinstance(body, dict):
+                return None
+            try:
+                events.append(parse_event(body))
+            except InvalidEvent:
+                return None
+        wanted = [e for e in events if self.event_types is None or e.type in self.event_types]
+        after_commit: list[Callable[[], Awaitable[None]]] = []
+        applied: list[CloudEvent] = []
+        if wanted:
+            try:
+                async with self.db.transaction() as session:
+                    new_ids = set(
+                        (
+                            await session.execute(
+                                insert(self.processed_model)
+                                .values(
+                                    [
+                                        {"event_id": e.id, "topic": self.topic, "event_type": e.type}
+                                        for e in wanted
+                                    ]
+                                )
+                                .on_conflict_do_nothing()
+                                .returning(self.processed_model.event_id)
+                            )
+                        ).scalars()
+                    )
+                    for event in wanted:
+                        if event.id not in new_ids:
+                            continue  # processed before, or earlier in this delivery
+                        new_ids.discard(event.id)
+                        bind_event(event)
+                        bind(event_id=event.id, event_type=event.type)
+                        if event.subject:
+                            bind(task_id=event.subject)
+                        action = await handler(session, event)
+                        applied.append(event)
+                        if action is not None:
+                            after_commit.append(action)
+            except Exception as exc:  # any failure: nothing was committed; one by one decides
+                _log.info("bulk delivery handled one event at a time", reason=f"{type(exc).__name__}: {exc}")
+                return None
+        elapsed = time.perf_counter() - start
+        applied_ids = {id(e) for e in applied}
+        now = datetime.now(UTC)
+        for event in events:
+            if self.event_types is not None and event.type not in self.event_types:
+                outcome = "ignored"
+            elif id(event) in applied_ids:
+                outcome = "processed"
+                EVENT_PROCESSING.labels(self.topic, event.type).observe(elapsed)
+                if event.time is not None:
+                    EVENT_END_TO_END.labels(self.topic, event.type).observe(
+                        max(0.0, (now - event.time).total_seconds())
+                    )
+            else:
+                outcome = "duplicate"
+            EVENTS_CONSUMED.labels(self.topic, event.type, outcome).inc()
+        for action in after_commit:
+            try:
+                await action()
+            except Exception as exc:
+                _log.warning("after-commit action failed", error=f"{type(exc).__name__}: {exc}")
+        return [EventStatus.SUCCESS] * len(events)
+
     async def _poison(self, event: CloudEvent | None, raw: Any, reason: str) -> EventStatus:
         event_type = event.type if event else "unknown"
         EVENTS_CONSUMED.labels(self.topic, event_type, "poison").inc()
@@ -128,7 +219,10 @@ class EventConsumer:
             payload["deadletterreason"] = reason[:500]
             key = event.subject
         else:
-            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else orjson.dumps(raw).decode()
+            if isinstance(raw, bytes):
+                text = raw.decode("utf-8", "replace")
+            else:
+                text = raw if isinstance(raw, str) else orjson.dumps(raw).decode()
             payload = build_event(
                 "com.todo.deadletter",
                 self.source,
@@ -149,8 +243,11 @@ class EventConsumer:
         """A FastAPI endpoint for the subscription route: ``app.post("/events/task-events")(...)``."""
 
         async def receive_event(request: Request) -> JSONResponse:
-            status = await self.handle(await request.body(), handler)
-            return dapr_response(status)
+            return await deliver_each(
+                await request.body(),
+                lambda event: self.handle(event, handler),
+                lambda events: self.handle_all(events, handler),
+            )
 
         return receive_event
 
@@ -159,12 +256,75 @@ def dapr_response(status: EventStatus) -> JSONResponse:
     return JSONResponse({"status": status.value}, status_code=503 if status is EventStatus.RETRY else 200)
 
 
+#: Bulk subscribe: at most this many events per request, and at most this long a wait (ms) for a
+#: request to fill. The wait adds to every event's latency when traffic is light, so it is short.
+BULK_MAX_MESSAGES = 100
+BULK_MAX_AWAIT_MS = 20
+
+
+async def deliver_each(
+    body: bytes,
+    deliver: Callable[[bytes | str | dict[str, Any]], Awaitable[EventStatus]],
+    deliver_all: Callable[[list[Any]], Awaitable[list[EventStatus] | None]] | None = None,
+) -> JSONResponse:
+    """Answer one Dapr delivery to a subscription route: a bulk request (``{"entries": [...]}``),
+    answered with a status per entry, or a single event, answered with one status. A bulk goes to
+    ``deliver_all`` first when given (all entries at once; None means "one by one, please")."""
+    try:
+        decoded = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return dapr_response(await deliver(body))
+    entries = decoded.get("entries") if isinstance(decoded, dict) and "specversion" not in decoded else None
+    if not isinstance(entries, list):
+        return dapr_response(await deliver(decoded))
+    entries = [entry for entry in entries if isinstance(entry, dict) and "entryId" in entry]
+    if deliver_all is not None and entries:
+        together = await deliver_all([entry.get("event") for entry in entries])
+        if together is not None:
+            return JSONResponse(
+                {
+                    "statuses": [
+                        {"entryId": str(entry["entryId"]), "status": status.value}
+                        for entry, status in zip(entries, together, strict=True)
+                    ]
+                }
+            )
+    statuses: list[dict[str, str]] = []
+    held: set[str] = set()  # partition keys with an entry waiting for redelivery
+    for entry in entries:
+        key = _entry_key(entry)
+        if key is not None and key in held:
+            status = EventStatus.RETRY
+        else:
+            event = entry.get("event")
+            if not isinstance(event, dict | str | bytes):
+                event = orjson.dumps(event)  # not an event: the handler's parser reports it as poison
+            status = await deliver(event)
+            if status is EventStatus.RETRY and key is not None:
+                held.add(key)
+        statuses.append({"entryId": str(entry["entryId"]), "status": status.value})
+    return JSONResponse({"statuses": statuses})
+
+
+def _entry_key(entry: dict[str, Any]) -> str | None:
+    """The Kafka message key of a bulk entry (the partition key the publisher set)."""
+    metadata = entry.get("metadata")
+    if isinstance(metadata, dict):
+        for name in ("__key", "partitionKey"):
+            if isinstance(metadata.get(name), str) and metadata[name]:
+                return metadata[name]
+    event = entry.get("event")
+    subject = event.get("subject") if isinstance(event, dict) else None
+    return subject if isinstance(subject, str) and subject else None
+
+
 @dataclass(frozen=True)
 class Subscription:
     topic: str
     route: str
     pubsub: str = PUBSUB_NAME
     dead_letter_topic: str | None = None  # Dapr's own DLQ after its retries; defaults to <topic>-dlq
+    bulk: bool = True  # Dapr's bulk subscribe; the route must answer with ``deliver_each``
 
 
 def add_subscriptions(app: FastAPI, subscriptions: list[Subscription]) -> None:
@@ -175,6 +335,17 @@ def add_subscriptions(app: FastAPI, subscriptions: list[Subscription]) -> None:
             "topic": s.topic,
             "route": s.route,
             "deadLetterTopic": s.dead_letter_topic or dead_letter_topic(s.topic),
+            **(
+                {
+                    "bulkSubscribe": {
+                        "enabled": True,
+                        "maxMessagesCount": BULK_MAX_MESSAGES,
+                        "maxAwaitDurationMs": BULK_MAX_AWAIT_MS,
+                    }
+                }
+                if s.bulk
+                else {}
+            ),
         }
         for s in subscriptions
     ]

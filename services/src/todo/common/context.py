@@ -78,12 +78,19 @@ def outgoing_headers() -> dict[str, str]:
     return headers
 
 
+#: CloudEvents extension with the trace context of the request that caused the event.
+ORIGIN_TRACEPARENT = "origintraceparent"
+
+
 def event_extensions() -> dict[str, str]:
     """CloudEvents extensions that carry the current request id and trace context into an event."""
     ext: dict[str, str] = {}
     trace = trace_var.get()
     if trace is not None:
         ext["traceparent"] = trace.traceparent
+        # Dapr rewrites ``traceparent`` with a span of the publish call (on a bulk publish, one
+        # call for many events); this copy keeps the trace of the change that caused the event.
+        ext[ORIGIN_TRACEPARENT] = trace.traceparent
     rid = request_id_var.get()
     if rid:
         ext["requestid"] = rid
@@ -92,10 +99,10 @@ def event_extensions() -> dict[str, str]:
 
 def bind_event(event: Any) -> None:
     """Start the log context for handling an event (a dict or a parsed CloudEvent) from its
-    ``requestid`` / ``traceparent`` extensions (Dapr also sets ``traceparent`` on delivery)."""
+    ``requestid`` / ``origintraceparent`` extensions (else Dapr's ``traceparent``)."""
     get = event.get if isinstance(event, dict) else event.extensions.get
     rid = get("requestid")
-    tp = get("traceparent")
+    tp = get(ORIGIN_TRACEPARENT) or get("traceparent")
     bind_request(
         clean_request_id(rid if isinstance(rid, str) else None),
         trace_from_traceparent(tp if isinstance(tp, str) else None),

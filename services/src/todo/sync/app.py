@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from todo.common.app import create_service_app
 from todo.common.auth import decode_access_token, require_app_token
 from todo.common.cloudevents import TOPIC_REMINDERS, TOPIC_TASK_EVENTS, InvalidEvent, parse_event
-from todo.common.consumer import EventStatus, Subscription, add_subscriptions, dapr_response
+from todo.common.consumer import EventStatus, Subscription, add_subscriptions, deliver_each
 from todo.common.context import bind, bind_event
 from todo.common.errors import ProblemError
 from todo.common.logging import get_logger
@@ -128,12 +128,12 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
                     await task
 
     async def receive_event(request: Request) -> JSONResponse:
-        return dapr_response(await deliver(await request.body()))
+        return await deliver_each(await request.body(), deliver)
 
-    async def deliver(body: bytes) -> EventStatus:
+    async def deliver(body: bytes | str | dict[str, Any]) -> EventStatus:
         start = time.perf_counter()
         try:
-            event = parse_event(orjson.loads(body))
+            event = parse_event(body if isinstance(body, dict) else orjson.loads(body))
         except (orjson.JSONDecodeError, InvalidEvent) as exc:
             EVENTS_CONSUMED.labels("unknown", "unknown", "poison").inc()
             _log.warning("unusable event dropped to the dead-letter topic", error=str(exc))
@@ -163,10 +163,21 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
 
     guard = [Depends(require_app_token)] if settings.app_api_token else []
     for topic in (TOPIC_TASK_EVENTS, TOPIC_REMINDERS):
-        app.add_api_route(f"/events/{topic}", receive_event, methods=["POST"], include_in_schema=False,
-                          dependencies=guard, name=f"receive_{topic}")
-    add_subscriptions(app, [Subscription(TOPIC_TASK_EVENTS, f"/events/{TOPIC_TASK_EVENTS}"),
-                            Subscription(TOPIC_REMINDERS, f"/events/{TOPIC_REMINDERS}")])
+        app.add_api_route(
+            f"/events/{topic}",
+            receive_event,
+            methods=["POST"],
+            include_in_schema=False,
+            dependencies=guard,
+            name=f"receive_{topic}",
+        )
+    add_subscriptions(
+        app,
+        [
+            Subscription(TOPIC_TASK_EVENTS, f"/events/{TOPIC_TASK_EVENTS}"),
+            Subscription(TOPIC_REMINDERS, f"/events/{TOPIC_REMINDERS}"),
+        ],
+    )
     app.state.deliver = deliver
     return app
 
@@ -186,4 +197,3 @@ async def _read(websocket: WebSocket, conn: Any) -> None:
             return
         if message.get("text") == "ping":
             conn.offer(Outgoing("pong", b'{"type":"pong"}'))
-
