@@ -53,6 +53,7 @@ async def test_subscription_names_topic_route_and_dead_letter_topic(client):
             "topic": "task-events",
             "route": "/events/task-events",
             "deadLetterTopic": "task-events-dlq",
+            "bulkSubscribe": {"enabled": True, "maxMessagesCount": 100, "maxAwaitDurationMs": 20},
         }
     ]
 
@@ -158,3 +159,49 @@ async def test_poison_event_is_never_acknowledged_when_the_dead_letter_topic_is_
     assert r.status_code == 503 and r.json() == {"status": "RETRY"}
     r = await deliver(client, b"this is not json")
     assert r.status_code == 503
+
+
+def _bulk(*events) -> bytes:
+    """A bulk-subscribe delivery as daprd sends it (one partition's events, in order)."""
+    return orjson.dumps(
+        {
+            "id": str(uuid.uuid4()),
+            "topic": "task-events",
+            "pubsubname": "pubsub",
+            "type": "com.dapr.event.sent.bulk",
+            "entries": [
+                {
+                    "entryId": str(n),
+                    "event": event,
+                    "contentType": "application/cloudevents+json",
+                    "metadata": {"__key": event["subject"], "__partition": "0"},
+                }
+                for n, event in enumerate(events)
+            ],
+        }
+    )
+
+
+async def test_bulk_delivery_records_each_event_once(client):
+    user = uuid.uuid4()
+    first = task_event("created", task_snapshot(user))
+    second = task_event("created", task_snapshot(user))
+    assert (await deliver(client, first)).json() == {"status": "SUCCESS"}  # seen before the bulk
+    r = await deliver(client, _bulk(first, second, second))
+    assert r.status_code == 200
+    assert r.json() == {"statuses": [{"entryId": str(n), "status": "SUCCESS"} for n in range(3)]}
+    items = (await trail(client, user))["items"]
+    assert sorted(i["event_id"] for i in items) == sorted([first["id"], second["id"]])
+
+
+async def test_bulk_delivery_holds_the_events_after_one_that_must_be_retried(client):
+    user = uuid.uuid4()
+    fine = task_event("created", task_snapshot(user))
+    other_task = task_snapshot(user)
+    # unusable (no sidecar, so it cannot go to the DLQ either): it must be retried
+    stuck = task_event("created", other_task | {"user_id": "not-a-uuid"})
+    after_stuck = task_event("updated", other_task | {"version": 2})
+    r = await deliver(client, _bulk(fine, stuck, after_stuck))
+    assert [s["status"] for s in r.json()["statuses"]] == ["SUCCESS", "RETRY", "RETRY"]
+    items = (await trail(client, user))["items"]
+    assert [i["event_id"] for i in items] == [fine["id"]], "nothing of the held task was recorded"

@@ -142,3 +142,65 @@ async def test_poison_goes_to_the_dlq_and_is_acknowledged(db, daprd_factory, kaf
     assert poisoned and poisoned[0]["subject"] == f"s-poison-{marker}"
     assert poisoned[0]["deadletterreason"] == "cannot use this"
     assert wrapped and "not json" in wrapped[0]["data"]["body"]
+
+
+async def test_bulk_redelivery_keeps_each_keys_order(db, daprd_factory, kafka, tmp_path):
+    """Through a real daprd with bulk subscribe: an event that fails once is redelivered, and the
+    later events of its task are applied only after it; other tasks are not held up."""
+    import uvicorn
+    from confluent_kafka import Producer
+    from fastapi import FastAPI
+    from testbed.core import free_port
+    from testbed.daprd import kafka_pubsub_component
+    from testbed.platform import RESILIENCY
+    from todo.common.consumer import Subscription, add_subscriptions
+
+    topic = f"bulk-order-{uuid.uuid4().hex[:8]}"
+    applied: list[tuple[str, int]] = []
+    attempts: dict[str, int] = {}
+
+    async def record(session, event) -> None:
+        attempts[event.id] = attempts.get(event.id, 0) + 1
+        # Two failures: the delivery's all-in-one transaction fails, then the one-by-one pass fails
+        # too, so the event is answered RETRY and Dapr must redeliver it.
+        if event.data["fail_first"] and attempts[event.id] <= 2:
+            raise RuntimeError("transient failure")
+        session.add(Effect(subject=f"{event.subject}:{event.data['version']}"))
+        applied.append((event.subject, event.data["version"]))
+
+    consumer = EventConsumer(db, ProcessedEvent, DaprClient("http://127.0.0.1:9"), topic, "/todo/test")
+    app = FastAPI()
+    app.add_api_route("/events", consumer.endpoint(record), methods=["POST"])
+    add_subscriptions(app, [Subscription(topic, "/events")])
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
+            await asyncio.sleep(0.05)
+        # All six events wait in Kafka before the sidecar starts, so they come in one bulk per
+        # partition: task A's later events are in the same delivery as the one that fails.
+        producer = Producer(kafka.client_config("plaintext"))
+        for version in (1, 2, 3):  # task A's first event fails once; task B's never do
+            for task, fail_first in (("task-a", version == 1), ("task-b", False)):
+                event = build_event(
+                    "com.todo.task.updated", "/test", task, {"version": version, "fail_first": fail_first}
+                )
+                producer.produce(topic, key=task, value=orjson.dumps(event))
+        assert producer.flush(30) == 0
+        (tmp_path / "pubsub.yaml").write_text(
+            kafka_pubsub_component(kafka.plaintext, consumer_group=topic, initial_offset="oldest")
+        )
+        (tmp_path / "resiliency.yaml").write_text(RESILIENCY)
+        await asyncio.to_thread(daprd_factory, f"bulk-{topic}", port, tmp_path)
+        deadline = time.monotonic() + 60
+        while len(applied) < 6 and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+    finally:
+        server.should_exit = True
+        await serving
+    assert [v for task, v in applied if task == "task-a"] == [1, 2, 3]
+    assert [v for task, v in applied if task == "task-b"] == [1, 2, 3]
+    assert sorted(attempts.values())[:5] == [1, 1, 1, 1, 1], "the other events were handled once"
+    assert max(attempts.values()) == 3, "the failing event was redelivered by Dapr"
+    assert await _count(db, Effect, subject="task-a:1") == 1
