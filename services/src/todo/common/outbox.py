@@ -119,13 +119,16 @@ class OutboxRelay:
 
     async def run(self) -> None:
         """Relay forever (a background task of the service); never gives up while the sidecar is down."""
+        try:
+            await self._relay_forever()
+        finally:
+            await self.close()  # releases the relay lock at once for a standby replica
+
+    async def _relay_forever(self) -> None:
         failures = 0
         while True:
             try:
                 published, failed = await self.relay_once()
-            except asyncio.CancelledError:
-                await self.close()
-                raise
             except Exception as exc:  # database down, or anything else: keep going
                 _log.warning("outbox relay cycle failed", error=f"{type(exc).__name__}: {exc}")
                 published, failed = 0, True
