@@ -53,7 +53,7 @@ async def test_subscription_names_topic_route_and_dead_letter_topic(client):
             "topic": "task-events",
             "route": "/events/task-events",
             "deadLetterTopic": "task-events-dlq",
-            "bulkSubscribe": {"enabled": True, "maxMessagesCount": 100, "maxAwaitDurationMs": 20},
+            "bulkSubscribe": {"enabled": True, "maxMessagesCount": 100, "maxAwaitDurationMs": 100},
         }
     ]
 

@@ -259,7 +259,7 @@ def dapr_response(status: EventStatus) -> JSONResponse:
 #: Bulk subscribe: at most this many events per request, and at most this long a wait (ms) for a
 #: request to fill. The wait adds to every event's latency when traffic is light, so it is short.
 BULK_MAX_MESSAGES = 100
-BULK_MAX_AWAIT_MS = 20
+BULK_MAX_AWAIT_MS = 100
 
 
 async def deliver_each(
