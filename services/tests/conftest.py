@@ -1,8 +1,7 @@
 """Fixtures shared by every service's tests.
 
-The whole platform (five services, each with its daprd) is a session fixture of the test bed.
-It is imported here, once: a test module that imported it itself would get a second platform
-of its own, started beside the first on the same Kafka and database with the same app ids.
+The whole platform (five services, each with its daprd) is the session fixture ``todo_platform``
+of the test-bed plugin (tests/testbed/pytest_plugin.py). Never import it into a test module or a
+conftest: pytest would start a second platform beside the first, on the same Kafka and database
+with the same app ids.
 """
-
-from testbed.platform import todo_platform  # noqa: F401 - the session fixture

@@ -16,7 +16,6 @@ import uuid
 import httpx
 import pytest
 from e2e_support import Endpoints, User
-from testbed.platform import todo_platform  # noqa: F401 - the fixture, used when no URL is given
 
 
 @pytest.fixture(scope="session")

@@ -1,3 +1,2 @@
-"""Fault tests run against the test bed's processes (they restart services, sidecars and Kafka)."""
-
-from testbed.platform import todo_platform  # noqa: F401 - the session fixture
+"""Fault tests run against the test bed's processes (they restart services, sidecars and Kafka);
+the platform is the ``todo_platform`` fixture of the test-bed plugin."""

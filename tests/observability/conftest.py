@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from common import rule_files
-from testbed.platform import todo_platform  # noqa: F401 - session fixture of the test bed
 from testbed.scrape import cluster_like_jobs
 from workload import Planted, run_workload
 
@@ -22,7 +21,7 @@ class Observed:
 
 
 @pytest.fixture(scope="session")
-def observed(todo_platform: Any, prometheus: Any, kafka: Any) -> Iterator[Observed]:  # noqa: F811
+def observed(todo_platform: Any, prometheus: Any, kafka: Any) -> Iterator[Observed]:
     jobs = cluster_like_jobs(todo_platform.urls, todo_platform.daprd, namespace="todo", interval="2s")
     prometheus.set_scrape_config(jobs, rule_files=[str(p) for p in rule_files()])
     for job in ("backend", "audit", "recurring-task", "notification", "sync", "dapr-sidecars"):

@@ -20,6 +20,11 @@ import pytest
 
 from testbed.core import Component, Run, acquire, install_teardown_handlers
 
+# The whole application (five services, each with its daprd) as a session fixture, registered here
+# once for every test directory. A test module or conftest that imported it itself would get a
+# second platform beside the first (same Kafka, database and app ids).
+from testbed.platform import todo_platform  # noqa: F401
+
 #: fixture name -> (component name, "module:Class") started ahead of time when a test needs it
 PRESTART: dict[str, tuple[str, str]] = {
     "pg": ("postgres", "testbed.postgres:Postgres"),

@@ -31,9 +31,7 @@ def decode_access_token(token: str, secret: str) -> uuid.UUID:
     try:
         user_id, expires_at = _verified_token(token, secret)
     except jwt.ExpiredSignatureError:
-        raise ProblemError(
-            401, "expired-token", "The access token has expired.", headers=_CHALLENGE
-        ) from None
+        raise _expired() from None
     except jwt.InvalidSignatureError:
         raise ProblemError(
             401, "invalid-token", "The access token signature is invalid.", headers=_CHALLENGE
@@ -47,8 +45,12 @@ def decode_access_token(token: str, secret: str) -> uuid.UUID:
             401, "invalid-token", "The access token names no valid user.", headers=_CHALLENGE
         ) from None
     if expires_at <= time.time():  # a token verified earlier has expired since (PyJWT's rule)
-        raise ProblemError(401, "expired-token", "The access token has expired.", headers=_CHALLENGE)
+        raise _expired()
     return user_id
+
+
+def _expired() -> ProblemError:
+    return ProblemError(401, "expired-token", "The access token has expired.", headers=_CHALLENGE)
 
 
 @lru_cache(maxsize=4096)

@@ -154,6 +154,7 @@ class Hub:
     async def serve(self, conn: Connection) -> None:
         """Write queued messages (and heartbeats) to the socket until the connection closes."""
         closed_wait = asyncio.ensure_future(conn.closed.wait())
+        getter: asyncio.Future[Outgoing] | None = None
         try:
             while not conn.closed.is_set():
                 getter = asyncio.ensure_future(conn.queue.get())
@@ -184,7 +185,10 @@ class Hub:
                     delivery = message.age_at_enqueue + (time.monotonic() - message.enqueued)
                 self.observer.sent(message.type, delivery)
         finally:
+            # also when this task is cancelled mid-wait: a pending getter would outlive the socket
             closed_wait.cancel()
+            if getter is not None:
+                getter.cancel()
 
     async def close_all(self) -> None:
         for peers in list(self._by_user.values()):
