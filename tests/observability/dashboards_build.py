@@ -308,11 +308,13 @@ def event_processing() -> dict:
         unit="s",
         width=8,
     )
+    # A bulk publish (the outbox relay's) is one call for many events; Dapr counts it apart.
+    egress = '__name__=~"dapr_component_pubsub_egress_count|dapr_component_pubsub_egress_bulk_count"'
     b.panel(
-        "Dapr publishes (sidecar egress)",
+        "Dapr publish calls (sidecar egress)",
         [
             (
-                f"sum by (service, topic, success) (rate(dapr_component_pubsub_egress_count{{{APP}}}[{RI}]))",
+                f"sum by (service, topic, success) (rate({{{egress}, {APP}}}[{RI}]))",
                 "{{service}} {{topic}} success={{success}}",
             )
         ],
@@ -330,11 +332,13 @@ def event_processing() -> dict:
         ],
         unit="ops",
     )
+    # Events delivered one per request, and events delivered in bulk-subscribe requests.
+    ingress = '__name__=~"dapr_component_pubsub_ingress_count|dapr_component_pubsub_ingress_bulk_event_count"'
     b.panel(
         "Dapr deliveries (sidecar ingress)",
         [
             (
-                f"sum by (service, topic) (rate(dapr_component_pubsub_ingress_count{{{APP}}}[{RI}]))",
+                f"sum by (service, topic) (rate({{{ingress}, {APP}}}[{RI}]))",
                 "{{service}} {{topic}}",
             )
         ],

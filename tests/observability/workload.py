@@ -115,6 +115,9 @@ def run_workload(platform: Any, prometheus: Any, kafka: Any) -> Planted:
         finally:
             platform.daprd["backend"].start()
         prometheus.wait_for('sum(todo_outbox_backlog{service="backend"}) == 0', timeout=120)
+        # the restarted sidecar's metrics are scraped again (the live tests expect every target up)
+        sidecar_metrics = f"127.0.0.1:{platform.daprd['backend'].metrics_port}"
+        prometheus.wait_for(f'up{{instance="{sidecar_metrics}"}} == 1', timeout=60)
 
         # A poison message on task-events: every consumer dead-letters it.
         from confluent_kafka import Producer
