@@ -98,7 +98,7 @@ class EventConsumer:
         bind(event_id=event.id, event_type=event.type)
         if event.subject:
             bind(task_id=event.subject)
-        if self.event_types is not None and event.type not in self.event_types:
+        if self._ignores(event):
             EVENTS_CONSUMED.labels(self.topic, event.type, "ignored").inc()
             return EventStatus.SUCCESS
         after_commit = None
@@ -123,17 +123,8 @@ class EventConsumer:
             EVENTS_CONSUMED.labels(self.topic, event.type, "failed").inc()
             _log.warning("event handling failed; Dapr will redeliver", error=f"{type(exc).__name__}: {exc}")
             return EventStatus.RETRY
-        EVENTS_CONSUMED.labels(self.topic, event.type, "processed").inc()
-        EVENT_PROCESSING.labels(self.topic, event.type).observe(time.perf_counter() - start)
-        if event.time is not None:
-            EVENT_END_TO_END.labels(self.topic, event.type).observe(
-                max(0.0, (datetime.now(UTC) - event.time).total_seconds())
-            )
-        if after_commit is not None:
-            try:
-                await after_commit()
-            except Exception as exc:
-                _log.warning("after-commit action failed", error=f"{type(exc).__name__}: {exc}")
+        self._count_processed(event, time.perf_counter() - start, datetime.now(UTC))
+        await _run_after_commit([after_commit] if after_commit is not None else [])
         return EventStatus.SUCCESS
 
     async def handle_all(self, bodies: list[Any], handler: Handler) -> list[EventStatus] | None:
@@ -151,7 +142,7 @@ class EventConsumer:
                 events.append(parse_event(body))
             except InvalidEvent:
                 return None
-        wanted = [e for e in events if self.event_types is None or e.type in self.event_types]
+        wanted = [e for e in events if not self._ignores(e)]
         after_commit: list[Callable[[], Awaitable[None]]] = []
         applied: list[CloudEvent] = []
         if wanted:
@@ -191,24 +182,25 @@ class EventConsumer:
         applied_ids = {id(e) for e in applied}
         now = datetime.now(UTC)
         for event in events:
-            if self.event_types is not None and event.type not in self.event_types:
-                outcome = "ignored"
+            if self._ignores(event):
+                EVENTS_CONSUMED.labels(self.topic, event.type, "ignored").inc()
             elif id(event) in applied_ids:
-                outcome = "processed"
-                EVENT_PROCESSING.labels(self.topic, event.type).observe(elapsed)
-                if event.time is not None:
-                    EVENT_END_TO_END.labels(self.topic, event.type).observe(
-                        max(0.0, (now - event.time).total_seconds())
-                    )
+                self._count_processed(event, elapsed, now)
             else:
-                outcome = "duplicate"
-            EVENTS_CONSUMED.labels(self.topic, event.type, outcome).inc()
-        for action in after_commit:
-            try:
-                await action()
-            except Exception as exc:
-                _log.warning("after-commit action failed", error=f"{type(exc).__name__}: {exc}")
+                EVENTS_CONSUMED.labels(self.topic, event.type, "duplicate").inc()
+        await _run_after_commit(after_commit)
         return [EventStatus.SUCCESS] * len(events)
+
+    def _ignores(self, event: CloudEvent) -> bool:
+        return self.event_types is not None and event.type not in self.event_types
+
+    def _count_processed(self, event: CloudEvent, elapsed: float, now: datetime) -> None:
+        EVENTS_CONSUMED.labels(self.topic, event.type, "processed").inc()
+        EVENT_PROCESSING.labels(self.topic, event.type).observe(elapsed)
+        if event.time is not None:
+            EVENT_END_TO_END.labels(self.topic, event.type).observe(
+                max(0.0, (now - event.time).total_seconds())
+            )
 
     async def _poison(self, event: CloudEvent | None, raw: Any, reason: str) -> EventStatus:
         event_type = event.type if event else "unknown"
@@ -250,6 +242,15 @@ class EventConsumer:
             )
 
         return receive_event
+
+
+async def _run_after_commit(actions: list[Callable[[], Awaitable[None]]]) -> None:
+    """Run what handlers asked to do after their commit; a failure is logged, never retried."""
+    for action in actions:
+        try:
+            await action()
+        except Exception as exc:
+            _log.warning("after-commit action failed", error=f"{type(exc).__name__}: {exc}")
 
 
 def dapr_response(status: EventStatus) -> JSONResponse:
