@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import uuid
 
 import pytest
-from backend_support import make_settings, running_app
+from backend_support import JWT_SECRET, make_settings, running_app
+from todo.common.auth import create_access_token
 
 pytestmark = pytest.mark.testbed
 
@@ -25,6 +27,10 @@ async def test_readiness_fails_when_the_database_is_unreachable():
         # a request needing the database gets a 503 problem, not a 500
         r = await c.post("/api/auth/login", json={"email": "a@example.com", "password": "whatever"})
         assert r.status_code == 503 and r.headers["content-type"] == "application/problem+json"
+        # the create path runs on the driver connection (todo.common.db.DriverStatement): same answer
+        token = create_access_token(uuid.uuid4(), JWT_SECRET)
+        r = await c.post("/api/tasks", json={"title": "t"}, headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 503 and r.json()["type"].endswith("database-unavailable")
 
 
 async def test_metrics_use_route_templates_and_no_ids(client, user, new_task):

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -34,7 +36,7 @@ from todo.backend.models import Outbox, Task, User
 from todo.backend.schemas import NextOccurrenceRequest, TaskCreate, TaskUpdate
 from todo.common.cloudevents import TASK_EVENT_TYPES, TOPIC_TASK_EVENTS, build_event, rfc3339
 from todo.common.context import bind, event_extensions
-from todo.common.db import Database
+from todo.common.db import Database, DriverStatement
 from todo.common.errors import ProblemError
 from todo.common.outbox import add_event
 
@@ -142,16 +144,22 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def snapshot(task: Task) -> dict[str, Any]:
-    """The task as JSON-safe data (event ``data`` without ``changed_fields``)."""
-    return {name: _json_value(getattr(task, name)) for name in SNAPSHOT_FIELDS}
+_snapshot_attributes = attrgetter(*SNAPSHOT_FIELDS)
+_snapshot_items = itemgetter(*SNAPSHOT_FIELDS)
 
 
-def task_event(task: Task, kind: str, changed_fields: list[str]) -> dict[str, Any]:
+def snapshot(task: Task | Mapping[str, Any]) -> dict[str, Any]:
+    """The task (a row object, or its columns by name) as JSON-safe data (event ``data`` without
+    ``changed_fields``)."""
+    values = _snapshot_items(task) if isinstance(task, Mapping) else _snapshot_attributes(task)
+    return {name: _json_value(value) for name, value in zip(SNAPSHOT_FIELDS, values, strict=True)}
+
+
+def task_event(task: Task | Mapping[str, Any], kind: str, changed_fields: list[str]) -> dict[str, Any]:
     """The CloudEvent of a change: the full snapshot plus ``changed_fields``."""
     data = snapshot(task)
     data["changed_fields"] = changed_fields
-    return build_event(TASK_EVENT_TYPES[kind], SOURCE, str(task.id), data, extensions=event_extensions())
+    return build_event(TASK_EVENT_TYPES[kind], SOURCE, data["id"], data, extensions=event_extensions())
 
 
 def queue_event(session: AsyncSession, task: Task, kind: str, changed_fields: list[str]) -> dict[str, Any]:
@@ -181,34 +189,37 @@ async def get_task(
     return task
 
 
-async def create_task(db: Database, user_id: uuid.UUID, body: TaskCreate) -> Task:
+async def create_task(db: Database, user_id: uuid.UUID, body: TaskCreate) -> dict[str, Any]:
     """Insert the task and its created event in ONE statement (a data-modifying CTE): atomic, and a
-    single round trip in autocommit mode instead of BEGIN/INSERT/INSERT/COMMIT."""
+    single round trip in autocommit mode instead of BEGIN/INSERT/INSERT/COMMIT.
+
+    The busiest write, so it runs as a driver statement (docs/performance.md): no ORM object, no
+    SQLAlchemy execution layers. Returns the new task's columns by name."""
     now = datetime.now(UTC)
     task_id = uuid.uuid4()
-    task = Task(
-        id=task_id,
-        user_id=user_id,
-        title=body.title,
-        description=body.description,
-        status=Status.pending.value,
-        priority=body.priority.value,
-        tags=body.tags,
-        due_at=body.due_at,
-        remind_before_minutes=body.remind_before_minutes,
-        recurrence=body.recurrence.model_dump(mode="json") if body.recurrence else None,
-        completed_at=None,
-        version=1,
-        series_id=task_id,
-        occurrence=1,
-        previous_occurrence_id=None,
-        series_anchor_at=body.due_at,
-        created_at=now,
-        updated_at=now,
-    )
+    task = {
+        "id": task_id,
+        "user_id": user_id,
+        "title": body.title,
+        "description": body.description,
+        "status": Status.pending.value,
+        "priority": body.priority.value,
+        "tags": body.tags,
+        "due_at": body.due_at,
+        "remind_before_minutes": body.remind_before_minutes,
+        "recurrence": body.recurrence.model_dump(mode="json") if body.recurrence else None,
+        "completed_at": None,
+        "version": 1,
+        "series_id": task_id,
+        "occurrence": 1,
+        "previous_occurrence_id": None,
+        "series_anchor_at": body.due_at,
+        "created_at": now,
+        "updated_at": now,
+    }
     bind(task_id=task_id)
     event = task_event(task, "created", list(SNAPSHOT_FIELDS))
-    params = {f"t_{name}": getattr(task, name) for name in SNAPSHOT_FIELDS}
+    params = {f"t_{name}": value for name, value in task.items()}
     params.update(
         o_event_id=uuid.UUID(event["id"]),
         o_topic=TOPIC_TASK_EVENTS,
@@ -216,13 +227,12 @@ async def create_task(db: Database, user_id: uuid.UUID, body: TaskCreate) -> Tas
         o_partition_key=str(task_id),
         o_payload=event,
     )
-    async with db.autocommit_engine.connect() as conn:
-        await conn.execute(_CREATE_WITH_EVENT, params)
+    await db.driver_execute(_CREATE_WITH_EVENT, params)
     return task
 
 
-def _create_with_event_statement() -> Any:
-    """Built once (bind parameters only), so each request skips statement construction."""
+def _create_with_event_statement() -> DriverStatement:
+    """Built and compiled once (bind parameters only)."""
     tasks, outbox = Task.__table__, Outbox.__table__
     new_task = (
         insert(tasks)
@@ -231,11 +241,13 @@ def _create_with_event_statement() -> Any:
         .cte("new_task")
     )
     columns = ["event_id", "topic", "event_type", "partition_key", "payload"]
-    return insert(outbox).from_select(
-        columns,
-        select(*(bindparam(f"o_{name}", type_=outbox.c[name].type) for name in columns)).select_from(
-            new_task
-        ),
+    return DriverStatement(
+        insert(outbox).from_select(
+            columns,
+            select(*(bindparam(f"o_{name}", type_=outbox.c[name].type) for name in columns)).select_from(
+                new_task
+            ),
+        )
     )
 
 

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
+import asyncpg
+import orjson
 from fastapi import Depends, Request
-from sqlalchemy import MetaData, text
+from sqlalchemy import MetaData, event, text
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.util import greenlet_spawn
 
 from todo.common.settings import async_database_url
 
@@ -36,6 +42,60 @@ def declarative_base(schema: str) -> type[DeclarativeBase]:
     return Base
 
 
+def _json_text(value: Any) -> str:
+    """JSON/JSONB parameters (orjson: several times faster than the json module's dumps)."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+#: The dialect driver statements are compiled for; JSON serialised as the engines serialise it.
+_DRIVER_DIALECT = PGDialect_asyncpg(json_serializer=_json_text)
+
+#: Errors after which a driver connection cannot be trusted: the server or the socket went away, or
+#: the statement was interrupted half-way. A plain PostgresError (a constraint, a syntax error)
+#: leaves the connection usable.
+_LOST_CONNECTION_ERRORS = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, server starting or stopping
+    asyncpg.InterfaceError,
+    OSError,
+    TimeoutError,
+)
+
+
+class DriverStatement:
+    """A Core statement compiled once into asyncpg's SQL, for :meth:`Database.driver_execute`.
+
+    For the hottest single-statement writes. SQLAlchemy's per-call execution (execution context,
+    parameter processing, result wrapping, the greenlet bridge) costs more CPU than asyncpg's own
+    work for a short INSERT; the statement is still built from the table metadata, only its
+    execution skips those layers. Parameters are given by bind name, as with ``Connection.execute``,
+    and go through the same bind processors (JSONB serialisation, arrays).
+    """
+
+    def __init__(self, statement: Executable) -> None:
+        compiled = statement.compile(dialect=_DRIVER_DIALECT)
+        self.sql = str(compiled)
+        self._names = tuple(compiled.positiontup or ())
+        binds = [compiled.binds[name] for name in self._names]
+        #: values fixed in the statement (literals); _REQUIRED where the caller must give one
+        self._fixed = tuple(_REQUIRED if bind.required else bind.effective_value for bind in binds)
+        self._processors = tuple(
+            bind.type.dialect_impl(_DRIVER_DIALECT).bind_processor(_DRIVER_DIALECT) for bind in binds
+        )
+
+    def arguments(self, params: Mapping[str, Any]) -> list[Any]:
+        arguments = []
+        for name, fixed, process in zip(self._names, self._fixed, self._processors, strict=True):
+            value = params.get(name, fixed)
+            if value is _REQUIRED:
+                raise ValueError(f"statement parameter {name!r} has no value")
+            arguments.append(value if process is None or value is None else process(value))
+        return arguments
+
+
+_REQUIRED = object()
+
+
 class Database:
     """Owns the engine and the session factory of one service process."""
 
@@ -46,11 +106,17 @@ class Database:
             async_database_url(url),
             pool_size=pool_size,
             max_overflow=max_overflow,
-            # No pre-ping (it costs a round trip per request): a connection that died with the server is
-            # invalidated on first use and the request answered 503 (see errors.py).
+            # No pre-ping (it costs a round trip per request): a connection the server closed while
+            # pooled is replaced at checkout (_refuse_closed_connection); one lost during a request
+            # is invalidated and the request answered 503 (see errors.py).
             pool_recycle=1800,
             connect_args={"server_settings": {"application_name": application_name}, "timeout": 10},
+            json_serializer=_json_text,
         )
+        event.listen(self.engine.sync_engine.pool, "checkout", _refuse_closed_connection)
+        # Without overflow a returned connection always goes back to the queue (no I/O), so
+        # driver_execute can hand it back without the greenlet bridge.
+        self._checkin_needs_io = max_overflow > 0
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         #: Same pool, no BEGIN/COMMIT round trips: for reads, and for single-statement writes.
         self.autocommit_engine: AsyncEngine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -67,6 +133,29 @@ class Database:
         async with self.sessionmaker() as session, session.begin():
             yield session
 
+    async def driver_execute(self, statement: DriverStatement, params: Mapping[str, Any]) -> str:
+        """Run ``statement`` once in autocommit on a pooled connection's asyncpg connection.
+
+        Returns asyncpg's status line (e.g. ``INSERT 0 1``). A lost connection is dropped from the
+        pool and reported as ``DisconnectionError`` (a 503 problem for HTTP callers, like a
+        disconnect seen through SQLAlchemy)."""
+        arguments = statement.arguments(params)
+        pooled = await self.engine.raw_connection()
+        try:
+            return await pooled.driver_connection.execute(statement.sql, *arguments)
+        except BaseException as exc:
+            if isinstance(exc, asyncpg.PostgresError) and not isinstance(exc, _LOST_CONNECTION_ERRORS):
+                raise  # the statement failed, the connection is fine
+            await greenlet_spawn(pooled.invalidate, exc)
+            if isinstance(exc, _LOST_CONNECTION_ERRORS):
+                raise DisconnectionError(f"database connection lost: {type(exc).__name__}") from exc
+            raise
+        finally:
+            if self._checkin_needs_io:
+                await greenlet_spawn(pooled.close)
+            else:
+                pooled.close()  # after invalidate() this only forgets the dead connection
+
     async def ping(self) -> bool:
         try:
             async with self.engine.connect() as conn:
@@ -77,6 +166,14 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _refuse_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Pool checkout hook: a connection the server closed while it sat in the pool (a restart, an
+    idle timeout) is replaced before use instead of failing the request. No round trip: asyncpg
+    notices the closed socket by itself."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("pooled connection was closed by the server")
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

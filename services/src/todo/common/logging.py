@@ -60,13 +60,19 @@ def _render_json(_logger: Any, _method: str, event_dict: dict[str, Any]) -> str:
     return orjson.dumps(ordered, default=str).decode()
 
 
+def _add_logger_name(logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    # structlog lines: the JSONLineLogger below; stdlib records: a _Named built by the formatter
+    event_dict.setdefault("logger", logger.name)
+    return event_dict
+
+
 def shared_processors() -> list[Any]:
-    """The chain every record goes through, structlog and stdlib alike (run once, in the formatter)."""
+    """The chain every line goes through, structlog and stdlib alike (before rendering)."""
     return [
         structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
+        structlog.processors.add_log_level,
         _level_name,
-        structlog.stdlib.add_logger_name,
+        _add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
         _add_service,
         structlog.processors.format_exc_info,
@@ -76,45 +82,84 @@ def shared_processors() -> list[Any]:
     ]
 
 
+#: The handler every line is written through; configure_logging replaces it.
+_handler: logging.Handler = logging.StreamHandler(sys.stdout)
+_min_level = logging.INFO
+_LEVELS = logging.getLevelNamesMapping()
+
+
+def _drop_below_level(_logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    # A processor rather than structlog's level-filtering logger classes: loggers are cached on
+    # first use, and configure_logging may run again with another level (the tests do).
+    if _LEVELS.get(method.upper(), logging.ERROR) < _min_level:
+        raise structlog.DropEvent
+    return event_dict
+
+
+class JSONLineLogger:
+    """The end of structlog's chain: writes the rendered line through the root handler (its stream
+    and lock), where stdlib records (uvicorn, SQLAlchemy) go too, so lines never interleave.
+
+    structlog lines skip the stdlib machinery (LogRecord, caller lookup, handler dispatch): about
+    half the CPU of an access-log line (docs/performance.md)."""
+
+    def __init__(self, name: str = "todo") -> None:
+        self.name = name
+
+    def msg(self, line: str) -> None:
+        handler = _handler
+        handler.acquire()
+        try:
+            stream = handler.stream  # type: ignore[attr-defined]
+            stream.write(line + "\n")
+            stream.flush()
+        finally:
+            handler.release()
+
+    debug = info = warning = warn = error = critical = fatal = exception = log = msg
+
+
+class _Named:
+    """What the chain's processors see as the logger of a stdlib record."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
 class JSONLineFormatter(logging.Formatter):
-    """Formats structlog event dicts and plain stdlib records into the same JSON line."""
+    """Formats stdlib records (uvicorn, SQLAlchemy, asyncio) into the same JSON line."""
 
     def __init__(self) -> None:
         super().__init__()
         self._chain = shared_processors()
 
     def format(self, record: logging.LogRecord) -> str:
-        if isinstance(record.msg, dict) and hasattr(record, "_logger"):
-            event_dict = dict(record.msg)
-        else:
-            event_dict = {"event": record.getMessage(), "_record": record}
-            if record.exc_info:
-                event_dict["exc_info"] = record.exc_info
-        logger = logging.getLogger(record.name)
+        event_dict: dict[str, Any] = {"event": record.getMessage()}
+        if record.exc_info:
+            event_dict["exc_info"] = record.exc_info
+        logger = _Named(record.name)
         method = record.levelname.lower()
         for proc in self._chain:
             event_dict = proc(logger, method, event_dict)
-        event_dict.pop("_record", None)
-        event_dict.pop("_from_structlog", None)
         return _render_json(logger, method, event_dict)
 
 
 def configure_logging(service: str, level: str = "INFO", stream: Any = None) -> None:
     """Route structlog and stdlib logging (uvicorn included) through one JSON renderer on stdout."""
-    global _service_name
+    global _service_name, _handler, _min_level
     _service_name = service
-    numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
-    structlog.configure(
-        processors=[
-            structlog.stdlib.filter_by_level,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
-    )
+    numeric = _LEVELS.get(level.upper(), logging.INFO)
     handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(JSONLineFormatter())
+    _handler, _min_level = handler, numeric
+    structlog.configure(
+        processors=[_drop_below_level, *shared_processors(), _render_json],
+        logger_factory=JSONLineLogger,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.NOTSET),
+        cache_logger_on_first_use=True,
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
@@ -128,4 +173,4 @@ def configure_logging(service: str, level: str = "INFO", stream: Any = None) -> 
 
 
 def get_logger(name: str) -> Any:
-    return structlog.stdlib.get_logger(name)
+    return structlog.get_logger(name)
