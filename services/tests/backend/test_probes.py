@@ -46,6 +46,18 @@ async def test_metrics_use_route_templates_and_no_ids(client, user, new_task):
     assert not [line for line in text.splitlines() if line.startswith("todo_") and uuid_re.search(line)]
 
 
+async def test_metrics_labels_stay_bounded(client, user):
+    for _ in range(2):  # the second round comes from the middleware's template cache
+        await client.request("BREW", "/api/tasks", headers=user.headers)
+        await client.delete("/api/tasks", headers=user.headers)
+        await client.get("/no/such/page")
+    text = (await client.get("/metrics")).text
+    assert 'todo_http_requests_total{method="other",route="/api/tasks",status="405"} 2.0' in text
+    assert 'todo_http_requests_total{method="DELETE",route="/api/tasks",status="405"} 2.0' in text
+    assert 'todo_http_requests_total{method="GET",route="unmatched",status="404"} 2.0' in text
+    assert "BREW" not in text and "/no/such/page" not in text
+
+
 async def test_request_id_is_echoed_or_created(client):
     r = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
     assert r.headers["x-request-id"] == "abc-123"

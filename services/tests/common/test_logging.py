@@ -7,8 +7,7 @@ import json
 import logging
 from datetime import datetime
 
-import structlog
-from todo.common.context import bind, bind_request, trace_from_traceparent
+from todo.common.context import bind, bind_request, clear_log_context, trace_from_traceparent
 from todo.common.logging import configure_logging, get_logger
 
 
@@ -32,7 +31,7 @@ def test_structlog_and_uvicorn_lines_share_the_format_and_context():
             get_logger("todo.test").exception("failed")
         get_logger("todo.test").debug("not shown at INFO")
     finally:
-        structlog.contextvars.clear_contextvars()
+        clear_log_context()
     first, second, third = _lines(stream)
     for line in (first, second, third):
         assert line["service"] == "backend"

@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
+from todo.common.auth import document_bearer_auth
 from todo.common.dapr import DaprClient
 from todo.common.db import Database
 from todo.common.errors import install_error_handlers
@@ -92,6 +93,7 @@ def create_service_app(
     checks.update(extra_ready_checks or {})
     add_health_routes(app, checks)
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+    document_bearer_auth(app, routers)
     for router in routers:
         app.include_router(router)
     if settings.instrumentation:

@@ -5,19 +5,23 @@ from __future__ import annotations
 import hmac
 import time
 import uuid
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Any
 
 import jwt
-from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, FastAPI, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute, APIRouter
 
 from todo.common.context import bind
 from todo.common.errors import ProblemError
 
 ALGORITHM = "HS256"
-_bearer = HTTPBearer(auto_error=False, description="JWT from POST /api/auth/login")
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
+#: The OpenAPI security scheme of the user endpoints (see document_bearer_auth).
+BEARER_SCHEME_NAME = "HTTPBearer"
+_BEARER_SCHEME = {"type": "http", "scheme": "bearer", "description": "JWT from POST /api/auth/login"}
 
 
 def create_access_token(user_id: uuid.UUID, secret: str, ttl_seconds: int = 3600) -> str:
@@ -69,19 +73,49 @@ def jwt_secret_of(request: Request) -> str:
     return secret.get_secret_value()
 
 
-async def current_user_id(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> uuid.UUID:
-    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+async def current_user_id(request: Request) -> uuid.UUID:
+    """FastAPI dependency: the user of the request's bearer token (401 problem otherwise).
+
+    It reads the header itself instead of depending on fastapi.security.HTTPBearer: every
+    dependency costs FastAPI's resolver work per request (about 50 µs for that one, 4 % of a create
+    request); document_bearer_auth puts the scheme into the OpenAPI document instead."""
+    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise ProblemError(
             401, "missing-token", "An Authorization: Bearer <token> header is required.", headers=_CHALLENGE
         )
-    user_id = decode_access_token(credentials.credentials, jwt_secret_of(request))
+    user_id = decode_access_token(token, jwt_secret_of(request))
     bind(user_id=user_id)
     return user_id
 
 
 CurrentUser = Annotated[uuid.UUID, Depends(current_user_id)]
+
+
+def _needs_user(dependant: Dependant) -> bool:
+    return any(d.call is current_user_id or _needs_user(d) for d in dependant.dependencies)
+
+
+def document_bearer_auth(app: FastAPI, routers: Sequence[APIRouter]) -> None:
+    """Mark every operation of ``routers`` that depends on current_user_id as secured by the bearer
+    scheme, and declare the scheme in the app's OpenAPI components. Call before the routers are
+    included (FastAPI copies a route's OpenAPI extras when it is included)."""
+    for router in routers:
+        for route in router.routes:
+            if isinstance(route, APIRoute) and _needs_user(route.dependant):
+                extra = dict(route.openapi_extra or {})
+                extra.setdefault("security", [{BEARER_SCHEME_NAME: []}])
+                route.openapi_extra = extra
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()  # FastAPI's, cached by FastAPI
+        schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+        schemes.setdefault(BEARER_SCHEME_NAME, dict(_BEARER_SCHEME))
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def token_matches(presented: str | None, expected: str | None) -> bool:

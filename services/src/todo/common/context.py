@@ -10,8 +10,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
-
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -29,6 +27,10 @@ class TraceContext:
 
 request_id_var: ContextVar[str | None] = ContextVar("todo_request_id", default=None)
 trace_var: ContextVar[TraceContext | None] = ContextVar("todo_trace", default=None)
+#: The fields every log line of the current request or event carries. One variable holding a dict
+#: that is replaced, never changed in place, so a task started from here keeps its own copy.
+_log_fields: ContextVar[dict[str, Any] | None] = ContextVar("todo_log_fields", default=None)
+_NO_FIELDS: dict[str, Any] = {}
 
 
 def new_request_id() -> str:
@@ -55,15 +57,27 @@ def bind_request(request_id: str, trace: TraceContext) -> None:
     """Start a fresh log context for one request or one consumed event."""
     request_id_var.set(request_id)
     trace_var.set(trace)
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace.trace_id)
+    _log_fields.set({"request_id": request_id, "trace_id": trace.trace_id})
 
 
 def bind(**values: object) -> None:
     """Add fields (user_id, task_id, event_id, event_type, ...) to the current log context."""
-    structlog.contextvars.bind_contextvars(
-        **{k: str(v) if isinstance(v, uuid.UUID) else v for k, v in values.items()}
-    )
+    fields = dict(_log_fields.get() or _NO_FIELDS)
+    for key, value in values.items():
+        fields[key] = str(value) if isinstance(value, uuid.UUID) else value
+    _log_fields.set(fields)
+
+
+def log_fields() -> dict[str, Any]:
+    """The fields bound to the current log context (do not change the dict)."""
+    return _log_fields.get() or _NO_FIELDS
+
+
+def clear_log_context() -> None:
+    """Forget every bound field (and the request id and trace context)."""
+    request_id_var.set(None)
+    trace_var.set(None)
+    _log_fields.set(None)
 
 
 def outgoing_headers() -> dict[str, str]:

@@ -4,104 +4,91 @@ Fields (docs/contracts.md): ``timestamp`` (RFC 3339 UTC), ``level``, ``service``
 ``logger`` and, from the context variables bound per request/event, ``request_id``, ``trace_id``,
 ``user_id``, ``task_id``, ``event_id``, ``event_type``; callers add ``duration_ms`` and ``error``.
 Secrets are redacted before rendering.
+
+Every line, structlog's or a stdlib record's, is built by one function (``render_line``) rather than
+a chain of structlog processors: a chain of ten small processors and the stdlib LogRecord path cost
+about three times as much CPU per line, and the access log writes a line per request
+(docs/performance.md, "Observability cost").
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import structlog
 
-from todo.common.redaction import redact_event_dict
+from todo.common.context import log_fields
+from todo.common.redaction import redact_field, redact_text
 
 _service_name = "todo"
+_min_level = logging.INFO
+_LEVELS = logging.getLevelNamesMapping()
+#: method names of structlog's loggers -> the contract's level names
+_LEVEL_NAMES = {"warn": "warning", "fatal": "critical", "exception": "error", "msg": "info"}
 
 
-def _add_service(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    event_dict.setdefault("service", _service_name)
-    return event_dict
+def _timestamp() -> str:
+    # RFC 3339 UTC with microseconds, "Z" instead of "+00:00"
+    return datetime.now(UTC).isoformat()[:-6] + "Z"
 
 
-def _event_to_message(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    if "event" in event_dict:
-        event_dict["message"] = str(event_dict.pop("event"))
-    return event_dict
-
-
-def _exception_to_error(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    # format_exc_info puts the traceback into "exception"; the contract field is "error".
-    exc = event_dict.pop("exception", None)
-    if exc is not None:
-        if "error" in event_dict:
-            event_dict["traceback"] = exc
-        else:
-            event_dict["error"] = exc
+def _error_fields(event_dict: dict[str, Any]) -> None:
+    """exc_info=... becomes the formatted traceback in ``error`` (``traceback`` when the caller set
+    ``error`` too); an exception given as ``error`` becomes ``Type: message``."""
+    if event_dict.get("exc_info"):
+        formatted = structlog.processors.format_exc_info(None, "error", event_dict).pop("exception", None)
+        if formatted is not None:
+            event_dict["traceback" if "error" in event_dict else "error"] = formatted
+    event_dict.pop("exc_info", None)
     error = event_dict.get("error")
     if isinstance(error, BaseException):
         event_dict["error"] = f"{type(error).__name__}: {error}"
-    return event_dict
 
 
-def _level_name(_logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    level = event_dict.get("level") or method
-    event_dict["level"] = "warning" if level == "warn" else ("critical" if level == "fatal" else level)
-    return event_dict
+def render_line(logger_name: str, method: str, event_dict: dict[str, Any]) -> str:
+    """The JSON line of one log call: contract fields first, then the call's fields, then the
+    bound context (request_id, trace_id, user_id, ...) unless the call set the same key; the
+    message and every field redacted."""
+    if "exc_info" in event_dict or "error" in event_dict:
+        _error_fields(event_dict)
+    line: dict[str, Any] = {
+        "timestamp": _timestamp(),
+        "level": _LEVEL_NAMES.get(method, method),
+        "service": event_dict.pop("service", _service_name),
+        "logger": event_dict.pop("logger", logger_name),
+        "message": redact_text(str(event_dict.pop("event", ""))),
+    }
+    event_dict.pop("timestamp", None)
+    event_dict.pop("level", None)
+    event_dict.pop("message", None)
+    for key, value in event_dict.items():
+        line[key] = redact_field(key, value)
+    for key, value in log_fields().items():
+        if key not in line:
+            line[key] = redact_field(key, value)
+    return orjson.dumps(line, default=str).decode()
 
 
-_FIRST = ("timestamp", "level", "service", "logger", "message")
-
-
-def _render_json(_logger: Any, _method: str, event_dict: dict[str, Any]) -> str:
-    ordered = {k: event_dict.pop(k) for k in _FIRST if k in event_dict}
-    ordered.update(event_dict)
-    return orjson.dumps(ordered, default=str).decode()
-
-
-def _add_logger_name(logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    # structlog lines: the JSONLineLogger below; stdlib records: a _Named built by the formatter
-    event_dict.setdefault("logger", logger.name)
-    return event_dict
-
-
-def shared_processors() -> list[Any]:
-    """The chain every line goes through, structlog and stdlib alike (before rendering)."""
-    return [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        _level_name,
-        _add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
-        _add_service,
-        structlog.processors.format_exc_info,
-        _exception_to_error,
-        _event_to_message,
-        redact_event_dict,
-    ]
+def _structlog_line(logger: JSONLineLogger, method: str, event_dict: dict[str, Any]) -> str:
+    # The level check is here rather than in structlog's level-filtering logger classes: loggers
+    # are cached on first use, and configure_logging may run again with another level (tests do).
+    if _LEVELS.get(_LEVEL_NAMES.get(method, method).upper(), logging.ERROR) < _min_level:
+        raise structlog.DropEvent
+    return render_line(logger.name, method, event_dict)
 
 
 #: The handler every line is written through; configure_logging replaces it.
 _handler: logging.Handler = logging.StreamHandler(sys.stdout)
-_min_level = logging.INFO
-_LEVELS = logging.getLevelNamesMapping()
-
-
-def _drop_below_level(_logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    # A processor rather than structlog's level-filtering logger classes: loggers are cached on
-    # first use, and configure_logging may run again with another level (the tests do).
-    if _LEVELS.get(method.upper(), logging.ERROR) < _min_level:
-        raise structlog.DropEvent
-    return event_dict
 
 
 class JSONLineLogger:
-    """The end of structlog's chain: writes the rendered line through the root handler (its stream
-    and lock), where stdlib records (uvicorn, SQLAlchemy) go too, so lines never interleave.
-
-    structlog lines skip the stdlib machinery (LogRecord, caller lookup, handler dispatch): about
-    half the CPU of an access-log line (docs/performance.md)."""
+    """The end of structlog's pipeline: writes the rendered line through the root handler (its
+    stream and lock), where stdlib records (uvicorn, SQLAlchemy) go too, so lines never interleave.
+    structlog lines skip the stdlib machinery (LogRecord, caller lookup, handler dispatch)."""
 
     def __init__(self, name: str = "todo") -> None:
         self.name = name
@@ -119,31 +106,14 @@ class JSONLineLogger:
     debug = info = warning = warn = error = critical = fatal = exception = log = msg
 
 
-class _Named:
-    """What the chain's processors see as the logger of a stdlib record."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-
 class JSONLineFormatter(logging.Formatter):
     """Formats stdlib records (uvicorn, SQLAlchemy, asyncio) into the same JSON line."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._chain = shared_processors()
 
     def format(self, record: logging.LogRecord) -> str:
         event_dict: dict[str, Any] = {"event": record.getMessage()}
         if record.exc_info:
             event_dict["exc_info"] = record.exc_info
-        logger = _Named(record.name)
-        method = record.levelname.lower()
-        for proc in self._chain:
-            event_dict = proc(logger, method, event_dict)
-        return _render_json(logger, method, event_dict)
+        return render_line(record.name, record.levelname.lower(), event_dict)
 
 
 def configure_logging(service: str, level: str = "INFO", stream: Any = None) -> None:
@@ -155,7 +125,7 @@ def configure_logging(service: str, level: str = "INFO", stream: Any = None) -> 
     handler.setFormatter(JSONLineFormatter())
     _handler, _min_level = handler, numeric
     structlog.configure(
-        processors=[_drop_below_level, *shared_processors(), _render_json],
+        processors=[_structlog_line],
         logger_factory=JSONLineLogger,
         wrapper_class=structlog.make_filtering_bound_logger(logging.NOTSET),
         cache_logger_on_first_use=True,

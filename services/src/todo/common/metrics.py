@@ -105,21 +105,50 @@ def route_template(app: Any, scope: Scope) -> str:
     return partial or UNMATCHED_ROUTE
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class MetricsMiddleware:
     """Pure ASGI middleware: requests total, latency histogram and in-flight gauge per route template."""
+
+    #: (method, path) -> route template; paths with ids make most entries, so the map is bounded.
+    _TEMPLATE_CACHE_SIZE = 2048
 
     def __init__(self, app: ASGIApp, router_app: Any = None) -> None:
         self.app = app
         self.router_app = router_app
+        self._templates: dict[tuple[str, str], str] = {}
+        # Labelled series by label values: prometheus_client's labels() takes a lock and builds a
+        # key on every call. Route templates and statuses are few, so these stay small.
+        self._timing: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._counts: dict[tuple[str, str, int], Any] = {}
+
+    def _route(self, scope: Scope) -> str:
+        key = (scope["method"], scope["path"])
+        template = self._templates.get(key)
+        if template is None:
+            template = route_template(self.router_app or scope.get("app"), scope)
+            if len(self._templates) >= self._TEMPLATE_CACHE_SIZE:
+                self._templates.clear()
+            self._templates[key] = template
+        return template
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route = route_template(self.router_app or scope.get("app"), scope)
+        route = self._route(scope)
         method = scope["method"]
+        if method not in _METHODS:
+            method = "other"  # any token is a valid HTTP method: keep the label set bounded
+        timing = self._timing.get((route, method))
+        if timing is None:
+            timing = self._timing[(route, method)] = (
+                HTTP_IN_FLIGHT.labels(route),
+                HTTP_DURATION.labels(route, method),
+            )
+        in_flight, duration = timing
         status = 500
-        in_flight = HTTP_IN_FLIGHT.labels(route)
         in_flight.inc()
         start = time.perf_counter()
 
@@ -133,8 +162,13 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             in_flight.dec()
-            HTTP_DURATION.labels(route, method).observe(time.perf_counter() - start)
-            HTTP_REQUESTS.labels(route, method, str(status)).inc()
+            duration.observe(time.perf_counter() - start)
+            requests = self._counts.get((route, method, status))
+            if requests is None:
+                requests = self._counts[(route, method, status)] = HTTP_REQUESTS.labels(
+                    route, method, str(status)
+                )
+            requests.inc()
 
 
 async def metrics_endpoint(_request: Request) -> Response:

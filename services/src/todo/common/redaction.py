@@ -80,13 +80,20 @@ def redact_value(value: Any, depth: int = 0) -> Any:
     return value
 
 
+def redact_field(key: str, value: Any) -> Any:
+    """One field of a log line: all of it if the key names a secret, else its secret-looking parts."""
+    if is_secret_key(key) and value is not None:
+        return REDACTED
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, Mapping | list | tuple):
+        return redact_value(value)
+    return value
+
+
 def redact_event_dict(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """structlog processor: redact every field of the event."""
     for key, value in list(event_dict.items()):
-        if key in _GENERATED_FIELDS:
-            continue
-        if is_secret_key(key) and value is not None:
-            event_dict[key] = REDACTED
-        elif isinstance(value, str | Mapping | list | tuple):
-            event_dict[key] = redact_value(value)
+        if key not in _GENERATED_FIELDS:
+            event_dict[key] = redact_field(key, value)
     return event_dict
