@@ -6,8 +6,12 @@ Compares, in one run on one machine:
   backend (instrumentation off)  the same with the metrics and request-log middleware disabled
 and prints ratios against the floor, plus the idle RSS of the backend process.
 
+The three servers run side by side but are loaded one at a time, in short windows that take turns
+(``--rounds`` rounds, the order rotating each round), so a slow spell of this shared machine falls
+on all three alike instead of on whichever server happened to run then.
+
 Usage (from the repo root, takes ~2 minutes):
-  .venv/bin/python bench/backend/run.py [--seconds 8] [--clients 32] [--write-docs]
+  .venv/bin/python bench/backend/run.py [--seconds 12] [--rounds 6] [--clients 32] [--write-docs]
 PostgreSQL comes from the test bed (a running `scripts/testbed up` is reused, otherwise one is started).
 Not part of the test suite: numbers depend on the machine; only the ratios are meaningful.
 """
@@ -131,15 +135,7 @@ async def load(
 
     t0 = time.monotonic()
     await asyncio.gather(*(client() for _ in range(clients)))
-    elapsed = time.monotonic() - t0
-    latencies.sort()
-    return {
-        "rps": len(latencies) / elapsed,
-        "p50_ms": statistics.median(latencies) * 1000,
-        "p95_ms": latencies[int(len(latencies) * 0.95) - 1] * 1000,
-        "errors": errors,
-        "n": len(latencies),
-    }
+    return {"latencies": latencies, "elapsed": time.monotonic() - t0, "errors": errors}
 
 
 async def _json(port: int, method: str, path: str, body: dict) -> dict:
@@ -158,18 +154,55 @@ async def _json(port: int, method: str, path: str, body: dict) -> dict:
     return orjson.loads(data)
 
 
-async def scenario(port: int, token: str | None, clients: int, seconds: float) -> dict:
-    body = orjson.dumps({"title": "benchmark task", "tags": ["bench"], "priority": "high"})
-    await load(port, "POST", "/api/tasks", token, body, clients, 1.0, 201)  # warm-up
-    create = await load(port, "POST", "/api/tasks", token, body, clients, seconds, 201)
-    await load(port, "GET", "/api/tasks?limit=20", token, None, clients, 1.0, 200)
-    listing = await load(port, "GET", "/api/tasks?limit=20", token, None, clients, seconds, 200)
-    return {"create": create, "list": listing}
+def _pooled(parts: list[dict]) -> dict:
+    """One measurement from several windows: requests over total time, percentiles of all latencies."""
+    latencies = sorted(x for p in parts for x in p["latencies"])
+    elapsed = sum(p["elapsed"] for p in parts)
+    return {
+        "rps": len(latencies) / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p95_ms": latencies[int(len(latencies) * 0.95) - 1] * 1000,
+        "errors": sum(p["errors"] for p in parts),
+        "n": len(latencies),
+    }
+
+
+OPERATIONS = {
+    "create": (
+        "POST",
+        "/api/tasks",
+        orjson.dumps({"title": "benchmark task", "tags": ["bench"], "priority": "high"}),
+        201,
+    ),
+    "list": ("GET", "/api/tasks?limit=20", None, 200),
+}
+
+
+async def interleaved(
+    servers: dict[str, tuple[int, str | None]], clients: int, seconds: float, rounds: int
+) -> dict[str, dict]:
+    """Each operation on each server for ``seconds`` in all, as ``rounds`` windows taking turns."""
+    results: dict[str, dict] = {name: {} for name in servers}
+    names = list(servers)
+    for op, (method, path, body, expect) in OPERATIONS.items():
+        for port, token in servers.values():  # warm-up
+            await load(port, method, path, token, body, clients, 1.0, expect)
+        parts: dict[str, list[dict]] = {name: [] for name in names}
+        for r in range(rounds):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                port, token = servers[name]
+                parts[name].append(
+                    await load(port, method, path, token, body, clients, seconds / rounds, expect)
+                )
+        for name in names:
+            results[name][op] = _pooled(parts[name])
+    return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--seconds", type=float, default=12.0, help="per server and operation, in all")
+    parser.add_argument("--rounds", type=int, default=6, help="windows per server and operation")
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--write-docs", action="store_true", help="update docs/performance.md")
     args = parser.parse_args()
@@ -183,7 +216,6 @@ def main() -> None:
     try:
         dsn = pg.create_database("bench_backend")
         upgrade("backend", dsn)
-        results: dict[str, dict] = {}
         common_env = {
             "DATABASE_URL": dsn,
             "JWT_SECRET": "bench-secret-" + "x" * 32,
@@ -198,64 +230,39 @@ def main() -> None:
             env = {**common_env, "PORT": str(port), "INSTRUMENTATION": str(instrumentation).lower()}
             return Server(name, [str(Path(PY).parent / "todo-service"), "backend"], env, port, ROOT)
 
-        # one server at a time: they would otherwise share the two cores
-        srv = backend("backend", True)
-        servers.append(srv)
-        asyncio.run(
-            _json(
-                srv.port,
-                "POST",
-                "/api/auth/register",
-                {"email": "bench@example.com", "password": "bench-password"},
-            )
-        )
-        login = asyncio.run(
-            _json(
-                srv.port,
-                "POST",
-                "/api/auth/login",
-                {"email": "bench@example.com", "password": "bench-password"},
-            )
-        )
+        instrumented = backend("backend", True)
+        servers.append(instrumented)
+        account = {"email": "bench@example.com", "password": "bench-password"}
+        asyncio.run(_json(instrumented.port, "POST", "/api/auth/register", account))
+        login = asyncio.run(_json(instrumented.port, "POST", "/api/auth/login", account))
         token, user_id = login["access_token"], login["user_id"]
         time.sleep(2.0)
-        idle_rss = rss_mb(srv.proc.pid)
-        results["backend"] = asyncio.run(scenario(srv.port, token, args.clients, args.seconds))
-        srv.stop()
-        servers.remove(srv)
+        idle_rss = rss_mb(instrumented.proc.pid)
 
-        srv = backend("backend-noinstr", False)
-        servers.append(srv)
-        results["backend (instrumentation off)"] = asyncio.run(
-            scenario(srv.port, token, args.clients, args.seconds)
-        )
-        srv.stop()
-        servers.remove(srv)
-
+        plain = backend("backend-noinstr", False)
+        servers.append(plain)
         port = free_port()
-        floor_env = {"DATABASE_URL": dsn, "FLOOR_USER_ID": user_id}
-        srv = Server(
+        floor = Server(
             "floor",
-            [
-                PY,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "floor_app:create_app",
-                "--port",
-                str(port),
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
-            floor_env,
+            [PY, "-m", "uvicorn", "--factory", "floor_app:create_app", "--port", str(port)]
+            + ["--no-access-log", "--log-level", "warning"],
+            {"DATABASE_URL": dsn, "FLOOR_USER_ID": user_id},
             port,
             Path(__file__).parent,
         )
-        servers.append(srv)
-        results["floor"] = asyncio.run(scenario(srv.port, None, args.clients, args.seconds))
-        srv.stop()
-        servers.remove(srv)
+        servers.append(floor)
+        results = asyncio.run(
+            interleaved(
+                {
+                    "backend": (instrumented.port, token),
+                    "backend (instrumentation off)": (plain.port, token),
+                    "floor": (floor.port, None),
+                },
+                args.clients,
+                args.seconds,
+                args.rounds,
+            )
+        )
     finally:
         for srv in servers:
             srv.stop()
@@ -272,7 +279,8 @@ def render(results: dict[str, dict], idle_rss: float, args: argparse.Namespace) 
     floor = results["floor"]
     lines = [
         f"Measured by `bench/backend/run.py` ({args.clients} concurrent keep-alive clients, "
-        f"{args.seconds:g} s per measurement, servers run one at a time, one uvicorn worker each; "
+        f"{args.seconds:g} s per server and operation in {args.rounds} windows taking turns, one "
+        "server loaded at a time, one uvicorn worker each; "
         f"{os.cpu_count()} CPUs shared with PostgreSQL and the load generator; load average "
         f"{os.getloadavg()[0]:.1f} at the end of the run: other work on the machine skews absolute "
         "numbers).",
@@ -307,7 +315,7 @@ def render(results: dict[str, dict], idle_rss: float, args: argparse.Namespace) 
         "statement as the task (one data-modifying CTE, autocommit: one round trip like the floor's single",
         "INSERT, but two rows, the full-text vector and its GIN index). Lists run on an autocommit session",
         "(no BEGIN/ROLLBACK round trips), built with SQLAlchemy Core per request (the filters vary).",
-        "\"Instrumentation\" is the request-context middleware (request id, trace context, one JSON",
+        '"Instrumentation" is the request-context middleware (request id, trace context, one JSON',
         "access-log line) plus the Prometheus middleware. The outbox relay is off in this benchmark (no",
         "sidecar); its cost is one batched read and update per published batch.",
         "",
