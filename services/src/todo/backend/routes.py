@@ -103,7 +103,7 @@ QueryTime = Annotated[datetime, AfterValidator(utc_datetime)]
 @tasks_router.get("", response_model=TaskPage, summary="List, filter, search and sort tasks")
 async def list_tasks(
     user_id: CurrentUser,
-    session: ReadSession,
+    request: Request,
     status_: Annotated[Status | None, Query(alias="status")] = None,
     priority: Annotated[list[Priority] | None, Query(description="repeat for several")] = None,
     tags: Annotated[
@@ -139,8 +139,11 @@ async def list_tasks(
         limit=limit,
         cursor=cursor,
     )
-    rows, next_cursor = await service.list_tasks(session, user_id, filters)
-    return _json(TaskPage(items=[_task(t) for t in rows], next_cursor=next_cursor))
+    rows, next_cursor = await service.list_tasks(request.app.state.db, user_id, filters)
+    # one validation for the page, rows as plain dicts (pydantic reads a dict several times faster
+    # than a Row or its mapping view)
+    items = [dict(zip(service.SNAPSHOT_FIELDS, row, strict=True)) for row in rows]  # the listed columns
+    return _json(TaskPage.model_validate({"items": items, "next_cursor": next_cursor}))
 
 
 @tasks_router.get(
