@@ -48,3 +48,22 @@ def test_structlog_and_uvicorn_lines_share_the_format_and_context():
     assert "secret" not in second["message"]
     assert third["level"] == "error" and "ValueError: boom" in third["error"]
     assert "hunter2" not in stream.getvalue()
+
+
+def test_bound_context_is_redacted_once_and_in_every_line():
+    stream = io.StringIO()
+    configure_logging("audit", "INFO", stream=stream)
+    try:
+        bind_request("password:hunter2", trace_from_traceparent(None))  # a caller's X-Request-ID
+        bind(event_type="com.example.x?token=abc123", api_key="k-123")
+        log = get_logger("todo.test")
+        log.info("first")
+        log.info("second", event_type="explicit")  # the call's own field wins over the context
+    finally:
+        clear_log_context()
+    first, second = _lines(stream)
+    for line in (first, second):
+        assert line["request_id"] == "password:[REDACTED]" and line["api_key"] == "[REDACTED]"
+    assert first["event_type"] == "com.example.x?token=[REDACTED]"
+    assert second["event_type"] == "explicit"
+    assert "hunter2" not in stream.getvalue() and "abc123" not in stream.getvalue()

@@ -10,6 +10,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+from todo.common.redaction import redact_field, redact_text
+
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -57,19 +59,22 @@ def bind_request(request_id: str, trace: TraceContext) -> None:
     """Start a fresh log context for one request or one consumed event."""
     request_id_var.set(request_id)
     trace_var.set(trace)
-    _log_fields.set({"request_id": request_id, "trace_id": trace.trace_id})
+    # the request id may come from the caller; the trace id is hex
+    _log_fields.set({"request_id": redact_text(request_id), "trace_id": trace.trace_id})
 
 
 def bind(**values: object) -> None:
-    """Add fields (user_id, task_id, event_id, event_type, ...) to the current log context."""
+    """Add fields (user_id, task_id, event_id, event_type, ...) to the current log context.
+
+    Values are redacted here, once, rather than in every log line that carries them."""
     fields = dict(_log_fields.get() or _NO_FIELDS)
     for key, value in values.items():
-        fields[key] = str(value) if isinstance(value, uuid.UUID) else value
+        fields[key] = str(value) if isinstance(value, uuid.UUID) else redact_field(key, value)
     _log_fields.set(fields)
 
 
 def log_fields() -> dict[str, Any]:
-    """The fields bound to the current log context (do not change the dict)."""
+    """The fields bound to the current log context, already redacted (do not change the dict)."""
     return _log_fields.get() or _NO_FIELDS
 
 

@@ -52,7 +52,7 @@ def _error_fields(event_dict: dict[str, Any]) -> None:
 def render_line(logger_name: str, method: str, event_dict: dict[str, Any]) -> str:
     """The JSON line of one log call: contract fields first, then the call's fields, then the
     bound context (request_id, trace_id, user_id, ...) unless the call set the same key; the
-    message and every field redacted."""
+    message and every field redacted (the context when it was bound)."""
     if "exc_info" in event_dict or "error" in event_dict:
         _error_fields(event_dict)
     line: dict[str, Any] = {
@@ -67,9 +67,9 @@ def render_line(logger_name: str, method: str, event_dict: dict[str, Any]) -> st
     event_dict.pop("message", None)
     for key, value in event_dict.items():
         line[key] = redact_field(key, value)
-    for key, value in log_fields().items():
+    for key, value in log_fields().items():  # redacted when bound
         if key not in line:
-            line[key] = redact_field(key, value)
+            line[key] = value
     return orjson.dumps(line, default=str).decode()
 
 
