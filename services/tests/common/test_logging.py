@@ -67,3 +67,43 @@ def test_bound_context_is_redacted_once_and_in_every_line():
     assert first["event_type"] == "com.example.x?token=[REDACTED]"
     assert second["event_type"] == "explicit"
     assert "hunter2" not in stream.getvalue() and "abc123" not in stream.getvalue()
+
+
+async def _call(app, path: str) -> int:
+    sent: dict = {}
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            sent["status"] = message["status"]
+            sent["headers"] = dict(message["headers"])
+
+    scope = {"type": "http", "method": "GET", "path": path, "headers": [(b"x-request-id", b"rid-7")]}
+    await app(scope, receive, send)
+    assert sent["headers"][b"x-request-id"] == b"rid-7"
+    return sent["status"]
+
+
+async def test_access_log_line_per_request_and_its_level():
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from todo.common.middleware import RequestContextMiddleware
+
+    app = RequestContextMiddleware(Starlette(routes=[Route("/x", lambda _r: PlainTextResponse("ok"))]))
+    stream = io.StringIO()
+    configure_logging("sync", "INFO", stream=stream)
+    try:
+        assert await _call(app, "/x") == 200
+        assert await _call(app, "/healthz") == 404  # a quiet path, but an error: logged
+        configure_logging("sync", "WARNING", stream=stream)
+        assert await _call(app, "/x") == 200  # below the level: no line
+    finally:
+        clear_log_context()
+    first, second = _lines(stream)
+    assert first["logger"] == "todo.access" and first["message"] == "request" and first["level"] == "info"
+    assert (first["method"], first["path"], first["status"]) == ("GET", "/x", 200)
+    assert first["request_id"] == "rid-7" and isinstance(first["duration_ms"], float)
+    assert second["path"] == "/healthz" and second["status"] == 404

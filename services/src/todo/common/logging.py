@@ -73,16 +73,40 @@ def render_line(logger_name: str, method: str, event_dict: dict[str, Any]) -> st
     return orjson.dumps(line, default=str).decode()
 
 
+def _enabled(method: str) -> bool:
+    return _LEVELS.get(_LEVEL_NAMES.get(method, method).upper(), logging.ERROR) >= _min_level
+
+
 def _structlog_line(logger: JSONLineLogger, method: str, event_dict: dict[str, Any]) -> str:
     # The level check is here rather than in structlog's level-filtering logger classes: loggers
     # are cached on first use, and configure_logging may run again with another level (tests do).
-    if _LEVELS.get(_LEVEL_NAMES.get(method, method).upper(), logging.ERROR) < _min_level:
+    if not _enabled(method):
         raise structlog.DropEvent
     return render_line(logger.name, method, event_dict)
 
 
+def log_line(logger_name: str, method: str, message: str, /, **fields: Any) -> None:
+    """Write one line like ``get_logger(logger_name).<method>(message, **fields)`` does, without
+    structlog's bound-logger machinery (about a third of a line's CPU). For the access log, which
+    writes a line per request; everything else uses get_logger."""
+    if _enabled(method):
+        fields["event"] = message
+        _write(render_line(logger_name, method, fields))
+
+
 #: The handler every line is written through; configure_logging replaces it.
 _handler: logging.Handler = logging.StreamHandler(sys.stdout)
+
+
+def _write(line: str) -> None:
+    handler = _handler
+    handler.acquire()
+    try:
+        stream = handler.stream  # type: ignore[attr-defined]
+        stream.write(line + "\n")
+        stream.flush()
+    finally:
+        handler.release()
 
 
 class JSONLineLogger:
@@ -94,14 +118,7 @@ class JSONLineLogger:
         self.name = name
 
     def msg(self, line: str) -> None:
-        handler = _handler
-        handler.acquire()
-        try:
-            stream = handler.stream  # type: ignore[attr-defined]
-            stream.write(line + "\n")
-            stream.flush()
-        finally:
-            handler.release()
+        _write(line)
 
     debug = info = warning = warn = error = critical = fatal = exception = log = msg
 

@@ -8,9 +8,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from todo.common.context import bind_request, clean_request_id, trace_from_traceparent
-from todo.common.logging import get_logger
+from todo.common.logging import log_line
 
-_log = get_logger("todo.access")
 _QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
@@ -48,7 +47,9 @@ class RequestContextMiddleware:
         finally:
             path = scope.get("path", "")
             if self.access_log and scope["type"] == "http" and (path not in _QUIET_PATHS or status >= 400):
-                _log.info(
+                log_line(
+                    "todo.access",
+                    "info",
                     "request",
                     method=scope.get("method"),
                     path=path,
