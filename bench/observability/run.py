@@ -2,8 +2,8 @@
 
 Measures CPU time (time.process_time, one core) inside this process, and prints ratios against
 baselines measured in the same run:
-  logging   lines per CPU-second of the services' shared logging (todo.common.logging: structlog
-            through the stdlib formatter, context variables, redaction, orjson) against the floor
+  logging   lines per CPU-second of the services' shared logging (todo.common.logging: a structlog
+            logger, one renderer with context fields and redaction, orjson) against the floor
             of writing the same dict with orjson, and against plain stdlib logging;
             compared with the target of 10,000 lines per minute.
   requests  CPU per request of a route through MetricsMiddleware and RequestContextMiddleware
