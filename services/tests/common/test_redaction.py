@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from todo.common.redaction import REDACTED, redact_event_dict, redact_text
+from todo.common.redaction import REDACTED, redact_field, redact_text
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJlLXZhbHVl"
 
@@ -48,7 +48,7 @@ def test_secret_keys_are_masked_at_any_depth():
         "token_type": "bearer",
         "task_id": "t-1",
     }
-    out = redact_event_dict(None, "info", dict(event))
+    out = {key: redact_field(key, value) for key, value in event.items()}
     assert out["password"] == REDACTED and out["jwt_secret"] == REDACTED
     assert out["headers"]["Authorization"] == REDACTED and out["headers"]["dapr-api-token"] == REDACTED
     assert out["headers"]["X-Request-ID"] == "r1"
@@ -76,8 +76,11 @@ def test_the_cheap_precheck_never_skips_a_string_the_patterns_would_change(text)
     assert redact_text(text) == _substitute_everything(text)
 
 
-def test_fields_filled_by_the_logging_chain_are_left_alone():
-    event = {"timestamp": "2026-01-01T00:00:00Z", "level": "info", "message": "password=x"}
-    out = redact_event_dict(None, "info", dict(event))
-    assert out["timestamp"] == event["timestamp"] and out["level"] == "info"
-    assert "x" not in out["message"].split("=")[1]
+def test_the_message_is_redacted_and_the_generated_fields_kept():
+    import json
+
+    from todo.common.logging import render_line
+
+    line = json.loads(render_line("todo.test", "info", {"event": "password=x", "level": "debug"}))
+    assert line["message"] == f"password={REDACTED}" and line["level"] == "info"
+    assert line["logger"] == "todo.test" and line["timestamp"].endswith("Z")

@@ -42,9 +42,6 @@ _VALUE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 # on the lower-cased text: a case-insensitive alternation is about five times slower.
 _MAY_HOLD_SECRET = re.compile(r"bearer|basic|digest|eyj|://|pass|pwd|secret|token|key")
 
-# Fields the logging chain itself fills with timestamps, level and logger names: nothing to redact.
-_GENERATED_FIELDS = frozenset({"timestamp", "level", "service", "logger"})
-
 
 @lru_cache(maxsize=4096)
 def is_secret_key(key: str) -> bool:
@@ -89,11 +86,3 @@ def redact_field(key: str, value: Any) -> Any:
     if isinstance(value, Mapping | list | tuple):
         return redact_value(value)
     return value
-
-
-def redact_event_dict(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    """structlog processor: redact every field of the event."""
-    for key, value in list(event_dict.items()):
-        if key not in _GENERATED_FIELDS:
-            event_dict[key] = redact_field(key, value)
-    return event_dict
