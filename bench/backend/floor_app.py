@@ -31,7 +31,10 @@ FROM backend.tasks WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT 21
 def create_app() -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.pool = await asyncpg.create_pool(os.environ["DATABASE_URL"], min_size=5, max_size=10)
+        pool_size = int(os.environ.get("FLOOR_POOL_SIZE", "10"))
+        app.state.pool = await asyncpg.create_pool(
+            os.environ["DATABASE_URL"], min_size=min(5, pool_size), max_size=pool_size
+        )
         yield
         await app.state.pool.close()
 

@@ -36,6 +36,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
 PY = sys.executable
+#: The service's own default (todo.common.settings.ServiceSettings.db_pool_size), measured as well.
+DEFAULT_POOL_SIZE = 10
+DEFAULT_POOL_ROW = f"backend, default pool of {DEFAULT_POOL_SIZE}"
 
 
 def free_port() -> int:
@@ -204,8 +207,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=12.0, help="per server and operation, in all")
     parser.add_argument("--rounds", type=int, default=6, help="windows per server and operation")
     parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument(
+        "--pool-size",
+        type=int,
+        default=None,
+        help="database connections of every server (default: one per client)",
+    )
     parser.add_argument("--write-docs", action="store_true", help="update docs/performance.md")
     args = parser.parse_args()
+    pool_size = args.pool_size or args.clients
 
     from testbed.core import Run, acquire
     from testbed.postgres import Postgres
@@ -222,15 +232,19 @@ def main() -> None:
             "OUTBOX_RELAY": "false",
             "LOG_LEVEL": "INFO",
             "DAPR_HTTP_PORT": "9",
-            "DB_POOL_SIZE": "10",
         }
 
-        def backend(name: str, instrumentation: bool) -> Server:
+        def backend(name: str, instrumentation: bool, pool: int) -> Server:
             port = free_port()
-            env = {**common_env, "PORT": str(port), "INSTRUMENTATION": str(instrumentation).lower()}
+            env = {
+                **common_env,
+                "PORT": str(port),
+                "INSTRUMENTATION": str(instrumentation).lower(),
+                "DB_POOL_SIZE": str(pool),
+            }
             return Server(name, [str(Path(PY).parent / "todo-service"), "backend"], env, port, ROOT)
 
-        instrumented = backend("backend", True)
+        instrumented = backend("backend", True, pool_size)
         servers.append(instrumented)
         account = {"email": "bench@example.com", "password": "bench-password"}
         asyncio.run(_json(instrumented.port, "POST", "/api/auth/register", account))
@@ -239,14 +253,16 @@ def main() -> None:
         time.sleep(2.0)
         idle_rss = rss_mb(instrumented.proc.pid)
 
-        plain = backend("backend-noinstr", False)
+        plain = backend("backend-noinstr", False, pool_size)
         servers.append(plain)
+        default_pool = backend("backend-default-pool", True, DEFAULT_POOL_SIZE)
+        servers.append(default_pool)
         port = free_port()
         floor = Server(
             "floor",
             [PY, "-m", "uvicorn", "--factory", "floor_app:create_app", "--port", str(port)]
             + ["--no-access-log", "--log-level", "warning"],
-            {"DATABASE_URL": dsn, "FLOOR_USER_ID": user_id},
+            {"DATABASE_URL": dsn, "FLOOR_USER_ID": user_id, "FLOOR_POOL_SIZE": str(pool_size)},
             port,
             Path(__file__).parent,
         )
@@ -256,6 +272,7 @@ def main() -> None:
                 {
                     "backend": (instrumented.port, token),
                     "backend (instrumentation off)": (plain.port, token),
+                    DEFAULT_POOL_ROW: (default_pool.port, token),
                     "floor": (floor.port, None),
                 },
                 args.clients,
@@ -280,7 +297,8 @@ def render(results: dict[str, dict], idle_rss: float, args: argparse.Namespace) 
     lines = [
         f"Measured by `bench/backend/run.py` ({args.clients} concurrent keep-alive clients, "
         f"{args.seconds:g} s per server and operation in {args.rounds} windows taking turns, one "
-        "server loaded at a time, one uvicorn worker each; "
+        "server loaded at a time, one uvicorn worker each, "
+        f"{args.pool_size or args.clients} database connections each unless the row says otherwise; "
         f"{os.cpu_count()} CPUs shared with PostgreSQL and the load generator; load average "
         f"{os.getloadavg()[0]:.1f} at the end of the run: other work on the machine skews absolute "
         "numbers).",
@@ -305,6 +323,7 @@ def render(results: dict[str, dict], idle_rss: float, args: argparse.Namespace) 
         "| ≥ 0.9 |",
         f"| list throughput instrumented / not | {be['list']['rps'] / off['list']['rps']:.2f} | ≥ 0.9 |",
         f"| create p95 (backend) | {be['create']['p95_ms']:.1f} ms | ≤ 50 ms |",
+        f"| create p95 ({DEFAULT_POOL_ROW}) | {results[DEFAULT_POOL_ROW]['create']['p95_ms']:.1f} ms | – |",
         f"| idle RSS of the backend process | {idle_rss:.0f} MB | ≤ 120 MB |",
     ]
     lines += [

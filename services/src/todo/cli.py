@@ -7,6 +7,7 @@ import importlib
 import os
 import sys
 
+from todo.common.heap import settle_heap
 from todo.common.migrations import PACKAGES, upgrade
 
 #: service name (docs/contracts.md) -> package under todo.
@@ -46,6 +47,7 @@ def serve_main(argv: list[str] | None = None) -> None:
         app = module.create_app()
     except ValueError as exc:  # invalid settings (pydantic ValidationError is a ValueError)
         raise SystemExit(f"todo-service {args.service}: invalid configuration: {exc}") from None
+    settle_heap()
     uvicorn.run(
         app,
         host=args.host,

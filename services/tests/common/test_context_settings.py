@@ -60,3 +60,15 @@ def test_bad_settings_fail_with_a_clear_message(tmp_path, monkeypatch):
     monkeypatch.setenv("JWT_SECRET_FILE", str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="JWT_SECRET_FILE"):
         ServiceSettings()
+
+
+def test_generated_ids_are_unique_lowercase_hex_of_w3c_length():
+    import re
+
+    traces = [trace_from_traceparent(None) for _ in range(2000)]
+    assert len({t.trace_id for t in traces}) == len(traces)
+    assert len({t.span_id for t in traces}) == len(traces)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", t.trace_id) for t in traces)
+    assert all(re.fullmatch(r"[0-9a-f]{16}", t.span_id) for t in traces)
+    request_ids = {clean_request_id(None) for _ in range(2000)}
+    assert len(request_ids) == 2000 and all(re.fullmatch(r"[0-9a-f]{32}", r) for r in request_ids)

@@ -107,3 +107,15 @@ async def test_access_log_line_per_request_and_its_level():
     assert (first["method"], first["path"], first["status"]) == ("GET", "/x", 200)
     assert first["request_id"] == "rid-7" and isinstance(first["duration_ms"], float)
     assert second["path"] == "/healthz" and second["status"] == 404
+
+
+def test_timestamps_are_rfc3339_utc_with_microseconds_and_follow_the_clock(monkeypatch):
+    from todo.common import logging as todo_logging
+
+    # two calls in one second reuse the formatted second; the next second is formatted anew
+    for now in (1_700_000_000.25, 1_700_000_000.999999, 1_700_000_001.000001):
+        monkeypatch.setattr(todo_logging.time, "time", lambda now=now: now)
+        stamp = todo_logging._timestamp()
+        parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        assert stamp.endswith("Z") and len(stamp) == len("2023-11-14T22:13:20.250000Z")
+        assert abs(parsed.timestamp() - now) < 1e-5, (stamp, now)
