@@ -51,6 +51,34 @@ async def test_fields_are_normalised_and_stored_in_utc(client, user, new_task):
     }
 
 
+async def test_create_answers_exactly_what_get_and_the_response_model_give(client, user):
+    """The create response is the event's snapshot, not TaskResponse's own rendering: both must agree
+    on every field, format and the field order, whatever the task holds."""
+    from todo.backend.schemas import TaskResponse
+
+    bodies = [
+        {"title": "plain"},
+        {
+            "title": "everything",
+            "description": "d\u00e9tails \U0001f600",
+            "priority": "low",
+            "tags": ["b", "A"],
+            "due_at": "2031-03-01T09:30:00+02:00",  # whole seconds: no fraction in the JSON
+            "remind_before_minutes": 0,
+            "recurrence": {"freq": "monthly", "interval": 3, "count": 4},
+        },
+        {"title": "fraction", "due_at": "2031-03-01T09:30:00.000250Z", "remind_before_minutes": None},
+    ]
+    for body in bodies:
+        r = await client.post("/api/tasks", json=body, headers=user.headers)
+        assert r.status_code == 201, r.text
+        created = r.json()
+        assert list(created) == list(TaskResponse.model_fields)
+        assert created == TaskResponse.model_validate(created).model_dump(mode="json")
+        got = await client.get(f"/api/tasks/{created['id']}", headers=user.headers)
+        assert got.json() == created
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [

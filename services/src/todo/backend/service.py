@@ -157,9 +157,13 @@ def snapshot(task: Task | Mapping[str, Any]) -> dict[str, Any]:
 
 def task_event(task: Task | Mapping[str, Any], kind: str, changed_fields: list[str]) -> dict[str, Any]:
     """The CloudEvent of a change: the full snapshot plus ``changed_fields``."""
-    data = snapshot(task)
-    data["changed_fields"] = changed_fields
-    return build_event(TASK_EVENT_TYPES[kind], SOURCE, data["id"], data, extensions=event_extensions())
+    return snapshot_event(snapshot(task), kind, changed_fields)
+
+
+def snapshot_event(state: dict[str, Any], kind: str, changed_fields: list[str]) -> dict[str, Any]:
+    """The CloudEvent of a change from the task's snapshot (which is not changed)."""
+    data = {**state, "changed_fields": changed_fields}
+    return build_event(TASK_EVENT_TYPES[kind], SOURCE, state["id"], data, extensions=event_extensions())
 
 
 def queue_event(session: AsyncSession, task: Task, kind: str, changed_fields: list[str]) -> dict[str, Any]:
@@ -194,7 +198,8 @@ async def create_task(db: Database, user_id: uuid.UUID, body: TaskCreate) -> dic
     single round trip in autocommit mode instead of BEGIN/INSERT/INSERT/COMMIT.
 
     The busiest write, so it runs as a driver statement (docs/performance.md): no ORM object, no
-    SQLAlchemy execution layers. Returns the new task's columns by name."""
+    SQLAlchemy execution layers. Returns the new task's snapshot: JSON-safe, with the fields and
+    formats of ``TaskResponse``, so it serves as the response body too."""
     now = datetime.now(UTC)
     task_id = uuid.uuid4()
     task = {
@@ -218,7 +223,8 @@ async def create_task(db: Database, user_id: uuid.UUID, body: TaskCreate) -> dic
         "updated_at": now,
     }
     bind(task_id=task_id)
-    event = task_event(task, "created", list(SNAPSHOT_FIELDS))
+    state = snapshot(task)
+    event = snapshot_event(state, "created", list(SNAPSHOT_FIELDS))
     params = {f"t_{name}": value for name, value in task.items()}
     params.update(
         o_event_id=uuid.UUID(event["id"]),
@@ -228,7 +234,7 @@ async def create_task(db: Database, user_id: uuid.UUID, body: TaskCreate) -> dic
         o_payload=event,
     )
     await db.driver_execute(_CREATE_WITH_EVENT, params)
-    return task
+    return state
 
 
 def _create_with_event_statement() -> DriverStatement:
