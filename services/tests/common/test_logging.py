@@ -119,3 +119,24 @@ def test_timestamps_are_rfc3339_utc_with_microseconds_and_follow_the_clock(monke
         parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
         assert stamp.endswith("Z") and len(stamp) == len("2023-11-14T22:13:20.250000Z")
         assert abs(parsed.timestamp() - now) < 1e-5, (stamp, now)
+
+
+def test_the_access_line_is_the_line_the_generic_logger_writes():
+    """access_line builds its line directly; it must match, field for field and in order, what a
+    structlog call with the same fields writes (only the timestamps differ)."""
+    from todo.common.logging import access_line
+
+    stream = io.StringIO()
+    configure_logging("backend", "INFO", stream=stream)
+    try:
+        bind_request("rid-9", trace_from_traceparent(None))
+        bind(user_id="u-1", task_id="t-1")
+        fields = {"method": "GET", "path": "/reset/token=abc123", "status": 201, "duration_ms": 1.25}
+        access_line(*fields.values())
+        get_logger("todo.access").info("request", **fields)
+    finally:
+        clear_log_context()
+    direct, generic = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert direct.pop("timestamp") and generic.pop("timestamp")
+    assert list(direct.items()) == list(generic.items())
+    assert direct["path"] == "/reset/token=[REDACTED]"

@@ -7,7 +7,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from todo.common.context import bind_request, clean_request_id, trace_from_traceparent
-from todo.common.logging import log_line
+from todo.common.logging import access_line
 
 _QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -47,12 +47,9 @@ class RequestContextMiddleware:
         finally:
             path = scope.get("path", "")
             if self.access_log and scope["type"] == "http" and (path not in _QUIET_PATHS or status >= 400):
-                log_line(
-                    "todo.access",
-                    "info",
-                    "request",
-                    method=scope.get("method"),
-                    path=path,
-                    status=status,
-                    duration_ms=round((time.perf_counter() - start) * 1000, 2),
+                access_line(
+                    scope.get("method", ""),
+                    path,
+                    status,
+                    round((time.perf_counter() - start) * 1000, 2),
                 )
