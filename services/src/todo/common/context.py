@@ -41,12 +41,16 @@ _NO_FIELDS: dict[str, Any] = {}
 _random_bits = random.getrandbits
 
 
-def _hex_id(bits: int) -> str:
-    return f"{_random_bits(bits) or 1:0{bits // 4}x}"  # all zeros is not a valid W3C id
+def _id128() -> str:
+    return f"{_random_bits(128) or 1:032x}"  # all zeros is not a valid W3C id
+
+
+def _id64() -> str:
+    return f"{_random_bits(64) or 1:016x}"
 
 
 def new_request_id() -> str:
-    return _hex_id(128)
+    return _id128()
 
 
 def clean_request_id(value: str | None) -> str:
@@ -61,8 +65,8 @@ def trace_from_traceparent(value: str | None) -> TraceContext:
     if value:
         m = _TRACEPARENT.match(value.strip().lower())
         if m and m.group(1) != "0" * 32 and m.group(2) != "0" * 16:
-            return TraceContext(m.group(1), _hex_id(64), m.group(3))
-    return TraceContext(_hex_id(128), _hex_id(64))
+            return TraceContext(m.group(1), _id64(), m.group(3))
+    return TraceContext(_id128(), _id64())
 
 
 def bind_request(request_id: str, trace: TraceContext) -> None:
