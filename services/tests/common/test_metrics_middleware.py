@@ -1,0 +1,35 @@
+"""The HTTP metrics middleware: in-flight gauge, latency histogram and request counter per route."""
+
+from __future__ import annotations
+
+import httpx
+from prometheus_client import REGISTRY
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from todo.common.metrics import MetricsMiddleware
+
+
+def _value(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_in_flight_counts_the_requests_being_handled_and_the_rest_is_recorded():
+    seen: list[float] = []
+
+    async def probe(_request):
+        seen.append(_value("todo_http_requests_in_flight", route="/probe/{item}"))
+        return JSONResponse({}, status_code=202)
+
+    inner = Starlette(routes=[Route("/probe/{item}", probe, methods=["PUT"])])
+    app = MetricsMiddleware(inner, router_app=inner.router)
+    labels = {"route": "/probe/{item}", "method": "PUT"}
+    requests_before = _value("todo_http_requests_total", status="202", **labels)
+    observed_before = _value("todo_http_request_duration_seconds_count", **labels)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        for item in ("a", "b"):
+            assert (await client.put(f"/probe/{item}")).status_code == 202
+    assert seen == [1.0, 1.0]  # the request itself, while it is handled
+    assert _value("todo_http_requests_in_flight", route="/probe/{item}") == 0.0
+    assert _value("todo_http_requests_total", status="202", **labels) - requests_before == 2
+    assert _value("todo_http_request_duration_seconds_count", **labels) - observed_before == 2
