@@ -4,14 +4,18 @@ Compares, in one run on one machine:
   floor    bare FastAPI + asyncpg doing the same insert/select (bench/backend/floor_app.py)
   backend  the real backend (validation, JWT, outbox event in the same transaction, logging, metrics)
   backend (instrumentation off)  the same with the metrics and request-log middleware disabled
-and prints ratios against the floor, plus the idle RSS of the backend process.
+  backend, default pool of 10    the first one with the service's default connection pool
+and prints ratios against the floor, plus the idle RSS of the backend process. Every other server
+gets ``--pool-size`` connections (default: one per client), so the figures measure request handling
+rather than waiting for a pooled connection.
 
-The three servers run side by side but are loaded one at a time, in short windows that take turns
+The servers run side by side but are loaded one at a time, in short windows that take turns
 (``--rounds`` rounds, the order rotating each round), so a slow spell of this shared machine falls
-on all three alike instead of on whichever server happened to run then.
+on all of them alike instead of on whichever server happened to run then.
 
-Usage (from the repo root, takes ~2 minutes):
-  .venv/bin/python bench/backend/run.py [--seconds 12] [--rounds 6] [--clients 32] [--write-docs]
+Usage (from the repo root, takes about three and a half minutes):
+  .venv/bin/python bench/backend/run.py [--seconds 12] [--rounds 6] [--clients 32] [--pool-size N]
+      [--write-docs]
 PostgreSQL comes from the test bed (a running `scripts/testbed up` is reused, otherwise one is started).
 Not part of the test suite: numbers depend on the machine; only the ratios are meaningful.
 """
@@ -211,7 +215,7 @@ def main() -> None:
         "--pool-size",
         type=int,
         default=None,
-        help="database connections of every server (default: one per client)",
+        help="database connections of every server but the default-pool one (default: one per client)",
     )
     parser.add_argument("--write-docs", action="store_true", help="update docs/performance.md")
     args = parser.parse_args()
@@ -329,17 +333,19 @@ def render(results: dict[str, dict], idle_rss: float, args: argparse.Namespace) 
     lines += [
         "",
         "What the backend does per request that the floor does not: JWT verification (remembered per",
-        "token until it expires), pydantic validation of the body and of the task it returns, and for",
-        "create the CloudEvent built and written to the outbox in the same statement as the task (one",
-        "data-modifying CTE in autocommit: one round trip like the floor's INSERT, but two rows, the",
-        "full-text vector and its GIN index). Create runs as a driver statement",
-        "(`todo.common.db.DriverStatement`): compiled once from the table metadata, executed on the",
-        "pooled asyncpg connection, with no ORM object and none of SQLAlchemy's per-call execution",
-        "layers. Lists run on an autocommit Core connection, built with SQLAlchemy Core per request (the",
-        'filters vary) and validated as one page. "Instrumentation" is the request-context middleware',
-        "(request id, trace context, one JSON access-log line) plus the Prometheus middleware. The",
-        "outbox relay is off in this benchmark (no sidecar).",
-        "Run with: `.venv/bin/python bench/backend/run.py --write-docs` (about two minutes).",
+        "token until it expires), pydantic validation of the body (the answer is the snapshot built",
+        "for the event), and for create the CloudEvent built and written to the outbox in the same",
+        "statement as the task (one data-modifying CTE in autocommit: one round trip like the floor's",
+        "INSERT, but two rows, the full-text vector and its GIN index). Create runs as a driver",
+        "statement (`todo.common.db.DriverStatement`): compiled once from the table metadata, executed",
+        "on the pooled asyncpg connection, with no ORM object and none of SQLAlchemy's per-call",
+        "execution layers. Lists run on an autocommit Core connection, built with SQLAlchemy Core per",
+        'request (the filters vary) and validated as one page. "Instrumentation" is the request-context',
+        "middleware (request id, trace context, one JSON access-log line) plus the Prometheus",
+        "middleware. The outbox relay is off in this benchmark (no sidecar). The backend processes",
+        "start as `todo-service backend` does in production (heap settled, FastAPI's OpenTelemetry",
+        "hooks off); the floor runs with FastAPI's defaults.",
+        "Run with: `.venv/bin/python bench/backend/run.py --write-docs` (about three and a half minutes).",
     ]
     return "\n".join(lines)
 
