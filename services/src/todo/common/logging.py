@@ -76,6 +76,12 @@ def render_line(logger_name: str, method: str, event_dict: dict[str, Any]) -> st
     event_dict.pop("message", None)
     for key, value in event_dict.items():
         line[key] = redact_field(key, value)
+    return _with_context_as_json(line)
+
+
+def _with_context_as_json(line: dict[str, Any]) -> str:
+    """The finished line: the bound context (request_id, trace_id, user_id, ...) appended unless the
+    line has the same key, as JSON."""
     for key, value in log_fields().items():  # redacted when bound
         if key not in line:
             line[key] = value
@@ -112,10 +118,7 @@ def access_line(method: str, path: str, status: int, duration_ms: float) -> None
         "status": status,
         "duration_ms": duration_ms,
     }
-    for key, value in log_fields().items():  # redacted when bound
-        if key not in line:
-            line[key] = value
-    _write(orjson.dumps(line, default=str).decode())
+    _write(_with_context_as_json(line))
 
 
 #: The handler every line is written through; configure_logging replaces it.
