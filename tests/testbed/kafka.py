@@ -457,9 +457,14 @@ class Kafka(Component):
 
 
 def _random_cluster_id() -> str:
+    """A KRaft cluster id: a random UUID in URL-safe base64. Like Kafka's own Uuid.randomUuid(), never
+    one that starts with "-": the storage tool would read it as an option (one id in 64)."""
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _escape(value: str) -> str:
