@@ -31,8 +31,9 @@ options:
     choices: [PLAIN, SCRAM-SHA-256, SCRAM-SHA-512]
   sasl_username:
     description:
-      - SASL user. OCI Streaming C(tenancy/domain/user/streamPoolOCID); Event Hubs the literal
-        C($ConnectionString); Confluent Cloud the API key.
+      - SASL user. OCI Streaming C(tenancyName/domainName/userName/streamPoolOCID) in a tenancy with
+        identity domains or C(tenancyName/userName/streamPoolOCID) in one without (checked part by part);
+        Event Hubs the literal C($ConnectionString); Confluent Cloud the API key.
     type: str
   sasl_password:
     description:

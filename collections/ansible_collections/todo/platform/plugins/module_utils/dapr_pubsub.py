@@ -262,20 +262,82 @@ def resolve_connection(p):
     return conn
 
 
-def _oci(s):
-    tenancy = _require(s.get("tenancy"), "oci_streaming.tenancy", "(the tenancy name)")
-    domain = _require(s.get("domain") or "Default", "oci_streaming.domain", "")
-    user = _require(s.get("user"), "oci_streaming.user", "(the IAM user name)")
-    pool = _require(s.get("stream_pool_id"), "oci_streaming.stream_pool_id", "(the stream pool OCID)")
-    if not pool.startswith("ocid1.streampool."):
+# OCI Streaming's SASL user name. Oracle documents two forms ("Using Kafka APIs", Streaming docs,
+# https://docs.oracle.com/en-us/iaas/Content/Streaming/Tasks/kafkacompatibility_topic-Configuration.htm):
+# tenancyName/domainName/username/streamPoolId in a tenancy with identity domains and
+# tenancyName/username/streamPoolId in one without. The parts are names, not OCIDs (except the pool).
+OCI_POOL_PREFIX = "ocid1.streampool."
+OCI_USERNAME_FORMS = (
+    "tenancyName/domainName/userName/streamPoolOCID (tenancy with identity domains) or "
+    "tenancyName/userName/streamPoolOCID (tenancy without identity domains)"
+)
+_OCI_NAME_PARTS = {
+    "tenancy": ("the tenancy name", "ocid1.tenancy."),
+    "domain": ("the identity domain name, for example Default", "ocid1.domain."),
+    "user": ("the user name", "ocid1.user."),
+}
+
+
+def _oci_name_part(value, part, setting):
+    what, ocid_prefix = _OCI_NAME_PARTS[part]
+    if not isinstance(value, str) or not value.strip():
+        raise SettingError(setting, f"must not be empty (give {what})")
+    if value != value.strip():
+        raise SettingError(setting, f"'{value}' has leading or trailing spaces")
+    if "/" in value:
+        raise SettingError(setting, f"'{value}' must not contain '/' (it separates the username parts)")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise SettingError(setting, "must not contain control characters")
+    if value.lower().startswith(ocid_prefix):
+        raise SettingError(setting, f"'{value}' is an OCID; give {what} instead")
+    return value
+
+
+def oci_streaming_username(tenancy, user, stream_pool_id, domain=None, setting_prefix="oci_streaming."):
+    """The SASL user name of OCI Streaming from its parts; ``domain`` None means no identity domain.
+
+    Raises SettingError naming ``<setting_prefix><part>`` for a part that cannot work.
+    """
+    tenancy = _oci_name_part(tenancy, "tenancy", setting_prefix + "tenancy")
+    parts = [tenancy]
+    if domain is not None:
+        parts.append(_oci_name_part(domain, "domain", setting_prefix + "domain"))
+    parts.append(_oci_name_part(user, "user", setting_prefix + "user"))
+    pool = stream_pool_id
+    pool_setting = setting_prefix + "stream_pool_id"
+    if not isinstance(pool, str) or not pool.strip():
+        raise SettingError(pool_setting, "is required (the stream pool OCID)")
+    if not pool.startswith(OCI_POOL_PREFIX) or "/" in pool or pool != pool.strip():
+        raise SettingError(pool_setting, "must be a stream pool OCID (ocid1.streampool....)")
+    parts.append(pool)
+    return "/".join(parts)
+
+
+def parse_oci_streaming_username(value, setting="sasl_username"):
+    """Check a ready-made OCI Streaming user name.
+
+    Returns dict(tenancy, domain (None in the three-part form), user, stream_pool_id).
+    """
+    parts = value.split("/") if isinstance(value, str) else []
+    if len(parts) not in (3, 4) or not parts[-1].startswith(OCI_POOL_PREFIX):
+        raise SettingError(setting, f"OCI Streaming needs {OCI_USERNAME_FORMS}, got {value!r}")
+    tenancy, user, pool = parts[0], parts[-2], parts[-1]
+    domain = parts[1] if len(parts) == 4 else None
+    try:
+        oci_streaming_username(tenancy, user, pool, domain)
+    except SettingError as exc:
+        part = exc.setting.rsplit(".", 1)[-1]
         raise SettingError(
-            "oci_streaming.stream_pool_id", "must be a stream pool OCID (ocid1.streampool....)"
-        )
-    for setting, value in (("tenancy", tenancy), ("domain", domain), ("user", user)):
-        if "/" in value:
-            raise SettingError(
-                f"oci_streaming.{setting}", "must not contain '/' (it separates the username parts)"
-            )
+            setting, f"the {part} part: {exc.message} (expected {OCI_USERNAME_FORMS})"
+        ) from None
+    return dict(tenancy=tenancy, domain=domain, user=user, stream_pool_id=pool)
+
+
+def _oci(s):
+    _require(s.get("tenancy"), "oci_streaming.tenancy", "(the tenancy name)")
+    _require(s.get("user"), "oci_streaming.user", "(the user name that owns the auth token)")
+    _require(s.get("stream_pool_id"), "oci_streaming.stream_pool_id", "(the stream pool OCID)")
+    username = oci_streaming_username(s["tenancy"], s["user"], s["stream_pool_id"], s.get("domain"))
     token = _require(s.get("auth_token"), "oci_streaming.auth_token", "(an IAM auth token of the user)")
     brokers = parse_brokers(s.get("bootstrap_servers"), "oci_streaming.bootstrap_servers")
     if not brokers:
@@ -294,7 +356,7 @@ def _oci(s):
                 "oci_streaming.bootstrap_servers",
                 f"'{b}' is not an OCI Streaming endpoint (*.streaming.<region>.oci.oraclecloud.com)",
             )
-    return dict(brokers=brokers, username="/".join((tenancy, domain, user, pool)), password=token)
+    return dict(brokers=brokers, username=username, password=token)
 
 
 def _event_hubs(s, p):

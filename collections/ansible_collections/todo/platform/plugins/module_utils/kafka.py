@@ -34,6 +34,7 @@ from ansible_collections.todo.platform.plugins.module_utils.dapr_pubsub import (
     broker_host,
     broker_port,
     parse_brokers,
+    parse_oci_streaming_username,
 )
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -117,9 +118,7 @@ def validate_connection(p):
             raise SettingError(
                 "bootstrap_servers", "OCI Streaming listens on port 9092, not {}".format(", ".join(bad))
             )
-        user = p.get("sasl_username") or ""
-        if user.count("/") not in (2, 3) or "ocid1.streampool." not in user:
-            raise SettingError("sasl_username", "OCI Streaming needs tenancy/domain/user/streamPoolOCID")
+        parse_oci_streaming_username(p.get("sasl_username"))
     if provider == "azure_event_hubs":
         bad = [
             b

@@ -110,18 +110,28 @@ options:
   oci_streaming:
     description:
       - OCI Streaming settings; required with O(provider=oci_streaming).
-      - The SASL user name C(tenancy/domain/user/streamPoolOCID) is built from the parts.
+      - The SASL user name is built from the parts in one of the two forms Oracle documents
+        (Streaming, "Using Kafka APIs"): C(tenancyName/domainName/userName/streamPoolOCID) when
+        O(oci_streaming.domain) is given (tenancies with identity domains), and
+        C(tenancyName/userName/streamPoolOCID) when it is left out (tenancies without identity domains).
     type: dict
     suboptions:
       tenancy:
-        description: Tenancy name (not its OCID).
+        description:
+          - Tenancy name (not its OCID).
+          - Non-empty, no C(/), no leading or trailing spaces.
         type: str
       domain:
-        description: Identity domain of the user.
+        description:
+          - Name of the identity domain the user belongs to (not its OCID), for example V(Default) for
+            the default domain of a tenancy with identity domains.
+          - Leave it out (or null) for a tenancy without identity domains; the user name then has three
+            parts. When given it must be non-empty, without C(/) and without leading or trailing spaces.
         type: str
-        default: Default
       user:
-        description: IAM user name that owns the auth token.
+        description:
+          - Name of the user that owns the auth token (not its OCID).
+          - Non-empty, no C(/), no leading or trailing spaces.
         type: str
       stream_pool_id:
         description: OCID of the stream pool (C(ocid1.streampool....)).
@@ -403,7 +413,7 @@ ARGUMENT_SPEC = dict(
         type="dict",
         options=dict(
             tenancy=dict(type="str"),
-            domain=dict(type="str", default="Default"),
+            domain=dict(type="str"),
             user=dict(type="str"),
             stream_pool_id=dict(type="str"),
             bootstrap_servers=dict(type="list", elements="str"),
