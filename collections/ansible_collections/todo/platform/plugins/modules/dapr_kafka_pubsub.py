@@ -110,8 +110,8 @@ options:
   oci_streaming:
     description:
       - OCI Streaming settings; required with O(provider=oci_streaming).
-      - The SASL user name is built from the parts in one of the two forms Oracle documents
-        (Streaming, "Using Kafka APIs"): C(tenancyName/domainName/userName/streamPoolOCID) when
+      - The SASL user name is built from the parts in one of the two forms Oracle documents for
+        Streaming's Kafka API, C(tenancyName/domainName/userName/streamPoolOCID) when
         O(oci_streaming.domain) is given (tenancies with identity domains), and
         C(tenancyName/userName/streamPoolOCID) when it is left out (tenancies without identity domains).
     type: dict
