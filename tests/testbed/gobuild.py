@@ -36,6 +36,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from testbed.core import (
     ComponentError,
     MissingTool,
@@ -121,8 +123,17 @@ KUBERNETES_VERSION = "v1.36.3"
 DAPR_VERSION = "1.18.2"
 KWOK_VERSION = "v0.8.0"
 ETCD_VERSION = "v3.6.16"
-KIND_VERSION = "v0.32.0"
-HELM_VERSION = "v3.22.0"
+#: The deploy path's tools (kind, helm) are pinned once, in the file the cluster role's preflight
+#: reads too, so the tool cache and the preflight agree by construction.
+DEPLOY_TOOL_PINS = Path(__file__).resolve().parents[2] / "roles/cluster/files/tool-versions.yml"
+
+
+def _deploy_tool_pin(name: str) -> str:
+    return str(yaml.safe_load(DEPLOY_TOOL_PINS.read_text())[name]["version"])
+
+
+KIND_VERSION = _deploy_tool_pin("kind")
+HELM_VERSION = _deploy_tool_pin("helm")
 
 TOOLS: dict[str, GoTool] = {
     t.name: t

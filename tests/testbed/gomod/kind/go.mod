@@ -1,4 +1,4 @@
-// Wrapper module: pins sigs.k8s.io/kind v0.32.0 (deploy path only; kind needs Docker).
+// Wrapper module: pins sigs.k8s.io/kind v0.33.0 (deploy path only; kind needs Docker).
 module local/testbed/kind
 
 go 1.26.0
@@ -17,6 +17,6 @@ require (
 	github.com/spf13/pflag v1.0.5 // indirect
 	go.yaml.in/yaml/v3 v3.0.4 // indirect
 	golang.org/x/sys v0.6.0 // indirect
-	sigs.k8s.io/kind v0.32.0 // indirect
+	sigs.k8s.io/kind v0.33.0 // indirect
 	sigs.k8s.io/yaml v1.4.0 // indirect
 )
