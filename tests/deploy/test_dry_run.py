@@ -35,8 +35,9 @@ OVERRIDES = {
     # Topics of a managed Kafka go through its admin API over the internet.
     "kafka_manage_topics": "{{ kafka_provider == 'strimzi' }}",
 }
-# GKE's GCPBackendPolicy CRD is not among the upstream CRDs available here.
-ENV_OVERRIDES = {"gke": {"apps_extra_manifests": []}}
+# GKE's GCPBackendPolicy and HealthCheckPolicy CRDs are not among the upstream CRDs available here
+# (the HealthCheckPolicy objects are checked by tests/unit/test_apps_exposure.py).
+ENV_OVERRIDES = {"gke": {"apps_extra_manifests": [], "apps_gateway_health_check_policy": False}}
 
 
 def _ensure_namespaces(kube) -> None:
