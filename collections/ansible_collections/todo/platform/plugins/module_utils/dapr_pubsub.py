@@ -462,7 +462,11 @@ def build_metadata(p, conn):
         md.append(("skipVerify", "true"))
 
     md.append(("consumerGroup", consumer_group(p)))
-    offset = p.get("initial_offset") or "oldest"
+    # Dapr hands initialOffset to sarama as Consumer.Offsets.Initial (components-contrib
+    # common/component/kafka/kafka.go), which only applies to a group with no committed offset.
+    # A per-replica group is new for every new pod, so "oldest" would replay the whole retention
+    # (days of events) to it: per-replica groups start at the newest offset unless told otherwise.
+    offset = p.get("initial_offset") or ("newest" if p.get("consumer_group_per_replica") else "oldest")
     if offset not in ("oldest", "newest"):
         raise SettingError("initial_offset", f"must be oldest or newest, got {offset!r}")
     md.append(("initialOffset", offset))

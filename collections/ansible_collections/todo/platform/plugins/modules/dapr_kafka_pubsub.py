@@ -200,10 +200,13 @@ options:
     default: false
   initial_offset:
     description:
-      - Where a new consumer group starts.
+      - Where a consumer group starts that has no committed offset yet (Dapr passes it to its Kafka
+        client as the initial offset; a group that has committed offsets resumes from them).
+      - Defaults to V(oldest) for a shared group (a new app reads what was published before it
+        subscribed) and to V(newest) with O(consumer_group_per_replica=true), whose group is new for
+        every new pod and would otherwise replay the topic's whole retention to it.
     type: str
     choices: [oldest, newest]
-    default: oldest
   version:
     description:
       - Kafka protocol version Dapr (sarama) speaks.
@@ -439,7 +442,7 @@ ARGUMENT_SPEC = dict(
     ),
     consumer_group=dict(type="str", default="{appID}"),
     consumer_group_per_replica=dict(type="bool", default=False),
-    initial_offset=dict(type="str", choices=["oldest", "newest"], default="oldest"),
+    initial_offset=dict(type="str", choices=["oldest", "newest"]),
     version=dict(type="str"),
     max_message_bytes=dict(type="int"),
     compression=dict(type="str", choices=["none", "gzip", "snappy", "lz4", "zstd"]),
