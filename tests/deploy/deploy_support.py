@@ -22,6 +22,9 @@ TEST_SECRETS = {
     "TODO_KAFKA_PASSWORD": "test-kafka-password-0123456789",
     "TODO_OCI_AUTH_TOKEN": "test-oci-auth-token",
     "TODO_GRAFANA_ADMIN_PASSWORD": "test-grafana-admin-password",
+    # Image pull secret of the cloud inventories (required on OKE: OCIR repositories are private).
+    "TODO_REGISTRY_PULL_USERNAME": "testnamespace/test-puller",
+    "TODO_REGISTRY_PULL_PASSWORD": "test-registry-pull-token",
     # Loki's object storage per cloud (inventories/<cloud>/group_vars/todo_platform/logging.yml).
     "TODO_OCI_OBJECT_STORAGE_NAMESPACE": "testnamespace",
     "TODO_OCI_S3_ACCESS_KEY_ID": "test-oci-s3-access-key-id",
