@@ -57,4 +57,3 @@ def test_each_inventory_accepts_what_the_tool_cache_builds(inventory):
         assert "helm" in checked, f"inventories/{inventory} does not check helm"
     if inventory == "kind":
         assert "kind" in checked
-
