@@ -13,10 +13,17 @@ from typing import Any
 import orjson
 from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse
+from pydantic import Field
 
 from todo.common.app import create_service_app
 from todo.common.auth import decode_access_token, require_app_token
-from todo.common.cloudevents import TOPIC_REMINDERS, TOPIC_TASK_EVENTS, InvalidEvent, parse_event
+from todo.common.cloudevents import (
+    REMINDER_DUE,
+    TOPIC_REMINDERS,
+    TOPIC_TASK_EVENTS,
+    InvalidEvent,
+    parse_event,
+)
 from todo.common.consumer import EventStatus, Subscription, add_subscriptions, deliver_each
 from todo.common.context import bind, bind_event
 from todo.common.errors import ProblemError
@@ -46,6 +53,10 @@ class SyncSettings(ServiceSettings):
     ws_max_queue: int = 256
     #: Seconds one frame may take to go out before the client counts as slow.
     ws_send_timeout_seconds: float = 10.0
+    #: Events older than this (seconds since the event's own time) are not pushed: a client that
+    #: reconnects reloads its state, and a replica that catches up on old events (a consumer group
+    #: that started behind, a long outage) must not flood live sockets with stale changes.
+    ws_max_event_age_seconds: float = Field(default=300.0, gt=0)
 
 
 class HubMetrics:
@@ -81,6 +92,11 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
         observer=HubMetrics(),
     )
     recent = RecentIds()
+    max_age = settings.ws_max_event_age_seconds
+    for event_type in KNOWN_TYPES:
+        # The stale series exist from start-up (value 0), so an alert sees them before the first drop.
+        topic = TOPIC_REMINDERS if event_type == REMINDER_DUE else TOPIC_TASK_EVENTS
+        EVENTS_CONSUMED.labels(topic, event_type, "stale")
 
     async def close_connections(_app: FastAPI) -> None:
         await hub.close_all()
@@ -150,10 +166,15 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
             EVENTS_CONSUMED.labels(topic, event.type, "poison").inc()
             _log.warning("unroutable event dropped to the dead-letter topic", error=str(exc))
             return EventStatus.DROP
+        age = (datetime.now(UTC) - event.time).total_seconds() if event.time else None
+        if age is not None and age > max_age:
+            # Acknowledged, not pushed: redelivering it would only make it older.
+            EVENTS_CONSUMED.labels(topic, event.type, "stale").inc()
+            _log.info("stale event dropped", age_seconds=round(age, 3), max_age_seconds=max_age)
+            return EventStatus.SUCCESS
         if recent.seen(event.id):
             EVENTS_CONSUMED.labels(topic, event.type, "duplicate").inc()
             return EventStatus.SUCCESS
-        age = (datetime.now(UTC) - event.time).total_seconds() if event.time else None
         hub.publish(user_id, message["type"], message, age_at_enqueue=age)
         EVENTS_CONSUMED.labels(topic, event.type, "processed").inc()
         EVENT_PROCESSING.labels(topic, event.type).observe(time.perf_counter() - start)
