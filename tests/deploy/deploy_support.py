@@ -25,6 +25,8 @@ TEST_SECRETS = {
     # Image pull secret of the cloud inventories (required on OKE: OCIR repositories are private).
     "TODO_REGISTRY_PULL_USERNAME": "testnamespace/test-puller",
     "TODO_REGISTRY_PULL_PASSWORD": "test-registry-pull-token",
+    # Where the cloud inventories' alerts link to (monitoring_runbook_base_url is required).
+    "TODO_RUNBOOK_BASE_URL": "https://docs.example.test/todo-platform/",
     # Loki's object storage per cloud (inventories/<cloud>/group_vars/todo_platform/logging.yml).
     "TODO_OCI_OBJECT_STORAGE_NAMESPACE": "testnamespace",
     "TODO_OCI_S3_ACCESS_KEY_ID": "test-oci-s3-access-key-id",

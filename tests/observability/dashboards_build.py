@@ -465,12 +465,11 @@ def reminders() -> dict:
 
 # Saved LogQL queries (also listed in docs/observability.md). Labels: namespace, service, level;
 # request_id and trace_id are structured metadata, the other fields stay in the JSON line.
+# The |= text of each is (the start of) a message the services write; test_logs.py checks that.
 SAVED_QUERIES = {
-    "Task creation failed": '{namespace="$namespace", service="backend"} |= "task creation failed" | json',
+    "Unhandled errors (HTTP 500)": '{namespace="$namespace"} |= "unhandled error" | json',
     "Event publish failed": '{namespace="$namespace"} |= "event publish failed" | json',
-    "WebSocket connection lost": (
-        '{namespace="$namespace", service="sync"} |= "websocket connection lost" | json'
-    ),
+    "Event handling failed (redelivered)": '{namespace="$namespace"} |= "event handling failed" | json',
     "Everything for one request_id": '{namespace="$namespace"} | request_id="$request_id"',
     "Everything for one trace_id": '{namespace="$namespace"} | trace_id="$trace_id"',
 }

@@ -1,16 +1,19 @@
-"""Logs: every line the services write validates against docs/log-line.schema.json, and planted
-secrets (password, token, Authorization header, connection string) never appear in a line."""
+"""Logs: every line the services write validates against docs/log-line.schema.json, planted
+secrets (password, token, Authorization header, connection string) never appear in a line, and
+every saved log query finds a message some service really writes."""
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import logging
+import re
 import uuid
 
 import jsonschema
 import pytest
-from common import LOG_SCHEMA, SERVICES
+from common import DASHBOARDS_DIR, LOG_SCHEMA, ROOT, SERVICES
 
 SCHEMA = json.loads(LOG_SCHEMA.read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.FormatChecker())
@@ -110,3 +113,69 @@ def test_service_log_lines_follow_the_schema_and_hold_no_secret(observed, servic
     for what, value in observed.planted.values().items():
         leaked = [i + 1 for i, line in enumerate(lines) if value in line]
         assert leaked == [], f"{path}: the planted {what} appears on lines {leaked}"
+
+
+SERVICES_SRC = ROOT / "services" / "src" / "todo"
+# Python package of each service (the shared package "common" logs for all of them).
+PACKAGES = {"backend": "backend", "audit": "audit", "recurring-task": "recurring",
+            "notification": "notification", "sync": "sync"}  # fmt: skip
+LOG_METHODS = {"debug", "info", "warning", "error", "exception", "critical"}
+
+
+def emitted_messages() -> list[tuple[str, str]]:
+    """(package, message) of every log call with a literal message in the services' code."""
+    found = []
+    for path in sorted(SERVICES_SRC.rglob("*.py")):
+        package = path.relative_to(SERVICES_SRC).parts[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in LOG_METHODS
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):
+                found.append((package, node.args[0].value))
+    return found
+
+
+def saved_queries() -> list[tuple[str, str]]:
+    """(where, LogQL) of every saved query with a line filter: the Logs dashboard and the table of
+    docs/observability.md."""
+    board = json.loads((DASHBOARDS_DIR / "logs.json").read_text())
+    queries = [
+        (f"logs.json: {panel['title']}", target["expr"])
+        for panel in board["panels"]
+        for target in panel.get("targets", [])
+        if "|=" in target["expr"]
+    ]
+    doc = (ROOT / "docs" / "observability.md").read_text()
+    section = doc.split("## Saved queries", 1)[1].split("\n## ", 1)[0]
+    for row in re.findall(r"^\|([^|]+)\|\s*`(.+)`\s*\|\s*$", section, flags=re.M):
+        if "|=" in row[1]:
+            queries.append((f"docs/observability.md: {row[0].strip()}", row[1].replace("\\|", "|")))
+    return queries
+
+
+SAVED = saved_queries()
+
+
+def test_the_saved_queries_are_found() -> None:
+    assert len([w for w, _ in SAVED if w.startswith("logs.json")]) >= 3
+    assert len([w for w, _ in SAVED if w.startswith("docs/")]) >= 3
+
+
+@pytest.mark.parametrize(("where", "query"), SAVED, ids=[w for w, _ in SAVED])
+def test_saved_query_matches_a_message_a_service_writes(where: str, query: str, captured_logging) -> None:
+    from todo.common.logging import get_logger
+
+    (needle,) = re.findall(r'\|= "([^"]+)"', query)
+    service = re.search(r'\bservice="([^"$]+)"', query)
+    packages = {"common", PACKAGES[service.group(1)]} if service else {"common", *PACKAGES.values()}
+    messages = [m for package, m in emitted_messages() if package in packages and needle in m]
+    assert messages, f"{where}: no service writes a message containing {needle!r} ({query})"
+    # The line as Loki holds it (Alloy strips only the CRI framing): |= matches the raw JSON line.
+    get_logger("todo.test").warning(messages[0], error="RuntimeError: boom")
+    line = captured_logging.getvalue().splitlines()[-1]
+    assert needle in line and json.loads(line)["message"] == messages[0]

@@ -1,0 +1,163 @@
+"""The monitoring role rendered with each inventory's own values (render_inventory.yml: the
+inventory's group_vars over the role's defaults, as in a run), and the pinned
+kube-prometheus-stack archive rendered by the pinned Helm with those values."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from ansible_collections.todo.platform.plugins.module_utils.dapr_pubsub import DEFAULT_VERSION
+from common import MONITORING, ROOT
+from deploy.deploy_support import TEST_SECRETS
+
+HERE = Path(__file__).parent
+ENVS = ["kind", "minikube", "oke", "aks", "gke"]
+CHART_VERSION = yaml.safe_load((MONITORING / "defaults" / "main.yml").read_text())["monitoring_chart_version"]
+
+
+def charts_dir() -> Path:
+    """The upstream chart archives of the test data (beside the CRDs: TODO_PLATFORM_CRDS_DIR/../charts)."""
+    from testbed.kube import crds_dir
+
+    return crds_dir().parent / "charts"
+
+
+@pytest.fixture(scope="module")
+def rendered_all(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("inventories")
+    playbook = Path(sys.executable).with_name("ansible-playbook")
+    env = dict(os.environ, **TEST_SECRETS, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    procs = {
+        name: subprocess.Popen(
+            [
+                str(playbook),
+                str(HERE / "render_inventory.yml"),
+                "-i",
+                f"inventories/{name}",
+                "-e",
+                f"out={out / name}",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for name in ENVS
+    }
+    for name, proc in procs.items():
+        output, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, f"{name}:\n{output[-4000:]}"
+        assert "[WARNING]" not in output, output
+    return out
+
+
+@pytest.fixture(params=ENVS)
+def rendered(request: pytest.FixtureRequest, rendered_all: Path) -> tuple[str, Path]:
+    return request.param, rendered_all / request.param
+
+
+def inventory_var(env: str, group: str, name: str):  # noqa: ANN201 - YAML of any shape
+    path = ROOT / "inventories" / env / "group_vars" / "todo_platform" / f"{group}.yml"
+    return yaml.safe_load(path.read_text())[name]
+
+
+def helm_template(values: Path) -> list[dict]:
+    from testbed import gobuild
+
+    helm = gobuild.TOOLS["helm"].binary("helm")
+    archive = charts_dir() / f"kube-prometheus-stack-{CHART_VERSION}.tgz"
+    proc = subprocess.run(
+        [
+            str(helm),
+            "template",
+            "kube-prometheus-stack",
+            str(archive),
+            "--namespace",
+            "monitoring",
+            "--values",
+            str(values),
+            "--kube-version",
+            gobuild.KUBERNETES_VERSION,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+
+
+def test_grafana_is_recreated_not_rolled_because_its_volume_is_read_write_once(rendered) -> None:
+    """A rolling update starts the new Grafana pod while the old one still holds the RWO volume;
+    on another node the new pod never starts and the release never settles."""
+    _, out = rendered
+    objects = helm_template(out / "monitoring-values.yml")
+    named = {(o["kind"], o["metadata"]["name"]): o for o in objects}
+    grafana = named["Deployment", "kube-prometheus-stack-grafana"]
+    pvc = named["PersistentVolumeClaim", "kube-prometheus-stack-grafana"]
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+    volumes = {v["name"]: v for v in grafana["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["storage"]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    assert grafana["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_exporter_versions_are_the_collections_dapr_versions() -> None:
+    internal = yaml.safe_load((MONITORING / "vars" / "main.yml").read_text())
+    assert internal["_monitoring_kafka_versions"] == DEFAULT_VERSION
+
+
+def test_kafka_exporter_announces_the_providers_kafka_version(rendered) -> None:
+    """kafka_exporter is sarama-based like Dapr's client: Event Hubs answers only protocol 1.0.0."""
+    env, out = rendered
+    objects = yaml.safe_load((out / "kafka-exporter.yml").read_text())
+    if inventory_var(env, "monitoring", "monitoring_kafka_exporter_mode") != "deployment":
+        assert objects == []
+        return
+    (deploy,) = [o for o in objects if o["kind"] == "Deployment"]
+    (container,) = deploy["spec"]["template"]["spec"]["containers"]
+    versions = [a.split("=", 1)[1] for a in container["args"] if a.startswith("--kafka.version=")]
+    provider = inventory_var(env, "kafka", "kafka_provider")
+    assert versions == [DEFAULT_VERSION[provider]], (env, provider, container["args"])
+    if env == "aks":
+        assert versions == ["1.0.0"]
+
+
+@pytest.mark.parametrize("role", ["monitoring", "logging"])
+def test_argument_specs_match_defaults(role: str) -> None:
+    defaults = yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text())
+    specs = yaml.safe_load((ROOT / "roles" / role / "meta" / "argument_specs.yml").read_text())
+    options = specs["argument_specs"]["main"]["options"]
+    assert sorted(options) == sorted(defaults)
+    assert {name: options[name].get("default") for name in defaults} == defaults
+
+
+METRICS_SERVER = {"kind": True, "minikube": True, "oke": True, "aks": False, "gke": False}
+
+
+def test_metrics_server_is_installed_where_the_platform_has_none(rendered) -> None:
+    """kind, minikube and OKE ship no metrics-server (HPAs read <unknown>); AKS and GKE run theirs."""
+    env, out = rendered
+    objects = yaml.safe_load((out / "metrics-server.yml").read_text())
+    if not METRICS_SERVER[env]:
+        assert objects == []
+        return
+    kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    assert {
+        ("APIService", "v1beta1.metrics.k8s.io"),
+        ("ClusterRole", "system:aggregated-metrics-reader"),
+        ("RoleBinding", "metrics-server-auth-reader"),
+        ("Deployment", "metrics-server"),
+        ("Service", "metrics-server"),
+    } <= kinds
+    (deploy,) = [o for o in objects if o["kind"] == "Deployment"]
+    (container,) = deploy["spec"]["template"]["spec"]["containers"]
+    assert container["image"].startswith("registry.k8s.io/metrics-server/metrics-server:v")
+    # Only the local clusters' kubelets serve certificates that cannot be verified.
+    assert ("--kubelet-insecure-tls" in container["args"]) == (env in ("kind", "minikube"))
