@@ -3,6 +3,7 @@ Kubernetes API (kube-apiserver with kwok nodes) with the repository's own config
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -41,10 +42,32 @@ TEST_SECRETS = {
 
 
 def crds_dir() -> Path:
-    """The upstream CRDs kept as test data beside the repository (override: TODO_PLATFORM_CRDS_DIR)."""
+    """The upstream CRDs of the test data (testbed.kube.upstream_data_dir: TODO_PLATFORM_TEST_DATA, else
+    ../shared beside the repository or beside the one it was cloned from)."""
     from testbed.kube import crds_dir as testbed_crds_dir
 
     return testbed_crds_dir().resolve()
+
+
+def charts_dir() -> Path:
+    """The upstream chart archives of the test data (same lookup as crds_dir)."""
+    from testbed.kube import charts_dir as testbed_charts_dir
+
+    return testbed_charts_dir().resolve()
+
+
+def upstream_data_env() -> dict[str, str]:
+    """The test data's directories as the playbooks read them (molecule/kwok host_vars, dry runs):
+    TODO_PLATFORM_TEST_DATA for the chart archives, TODO_PLATFORM_CRDS_DIR for the CRDs."""
+    from testbed.core import MissingTool
+    from testbed.kube import upstream_data_dir
+
+    env = {"TODO_PLATFORM_CRDS_DIR": str(crds_dir())}
+    # With only TODO_PLATFORM_CRDS_DIR given, a chart reference into the test data names a missing
+    # archive, and the role's preflight says so.
+    with contextlib.suppress(MissingTool):
+        env["TODO_PLATFORM_TEST_DATA"] = str(upstream_data_dir())
+    return env
 
 
 def tool_env(kube) -> dict[str, str]:
@@ -60,11 +83,11 @@ def tool_env(kube) -> dict[str, str]:
         ANSIBLE_FORCE_COLOR="0",
         TODO_KUBECONFIG=str(kube.kubeconfig),
         TODO_KUBE_CONTEXT=kube.context,
-        TODO_PLATFORM_CRDS_DIR=str(crds_dir()),
         # Cloud identities pinned by the operator do not apply to the test bed's cluster.
         TODO_KUBE_SYSTEM_UID="",
         TODO_KUBE_API_SERVER="",
     )
+    env.update(upstream_data_env())
     return env
 
 

@@ -11,8 +11,8 @@ What you get (:class:`Kube`):
   touched), ``context`` - its context name;
 * ``kubectl(*args)`` - runs ``kubectl`` against this cluster and returns the completed process;
 * ``install_crds(paths)`` - server-side apply of CRD files/directories, then waits for each CRD to be
-  Established.  The upstream CRDs live in ``<repo>/../shared/crds`` (override with
-  ``TODO_PLATFORM_CRDS_DIR``); :func:`crds_dir` finds them.
+  Established.  The upstream CRDs are test data kept outside the repository: :func:`upstream_data_dir`
+  finds the directory holding ``crds/`` and ``charts/``, :func:`crds_dir` the CRDs in it.
 * ``NODES`` fake nodes (``kwokctl scale node``): pods scheduled on them are marked Running/Ready by
   kwok's default stages, so Deployments become Available, but no container ever runs.
 
@@ -58,16 +58,75 @@ KUBECTL_HOW = (
 )
 
 
+TEST_DATA_HOW = (
+    "set TODO_PLATFORM_TEST_DATA to the directory holding the upstream test data (crds/ with "
+    "prometheus-operator/, dapr/, strimzi/, gateway-api/; charts/ with the chart archives), or put it "
+    "in a directory named shared beside the repository"
+)
+
+
+def _origin_path(root: Path) -> Path | None:
+    """The repository this clone was made from, when its origin is a local path (a CI clone of the
+    developers' checkout); None for a network remote or no remote."""
+    try:
+        url = subprocess.run(
+            ["git", "-C", str(root), "config", "--get", "remote.origin.url"],
+            capture_output=True, text=True, check=False, timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if url.startswith("file://"):
+        url = url[len("file://"):]
+    if not url or "://" in url or (":" in url.split("/")[0] and not url.startswith("/")):
+        return None  # empty, or a network remote (https://..., ssh://..., host:path)
+    path = Path(url).expanduser()
+    return (path if path.is_absolute() else root / path).resolve()
+
+
+def upstream_data_candidates() -> list[Path]:
+    """Where the test data is looked for, in order: ``$TODO_PLATFORM_TEST_DATA`` (alone when set),
+    else ``shared`` beside the repository, else ``shared`` beside the repository named by the git
+    remote ``origin`` when that is a local path (so a clean clone made anywhere finds the data of
+    the checkout it came from, with no machine path written in the repository)."""
+    raw = os.environ.get("TODO_PLATFORM_TEST_DATA")
+    if raw:
+        return [Path(raw).expanduser().resolve()]
+    root = repo_root()
+    candidates = [(root.parent / "shared").resolve()]
+    origin = _origin_path(root)
+    if origin is not None:
+        candidates.append(origin.parent / "shared")
+    return candidates
+
+
+def upstream_data_dir() -> Path:
+    """The directory of the upstream test data: ``crds/`` and ``charts/`` (see
+    :func:`upstream_data_candidates`)."""
+    candidates = upstream_data_candidates()
+    for path in candidates:
+        if (path / "crds").is_dir() or (path / "charts").is_dir():
+            return path
+    tried = ", ".join(str(path) for path in candidates)
+    raise MissingTool("upstream test data", f"looked in {tried}; {TEST_DATA_HOW}")
+
+
 def crds_dir() -> Path:
-    """Directory of the upstream CRD sets (prometheus-operator/, dapr/, strimzi/, gateway-api/)."""
+    """Directory of the upstream CRD sets (prometheus-operator/, dapr/, strimzi/, gateway-api/):
+    ``crds/`` of :func:`upstream_data_dir`. ``TODO_PLATFORM_CRDS_DIR``, when set, still overrides this one
+    directory (older setups)."""
     raw = os.environ.get("TODO_PLATFORM_CRDS_DIR")
-    path = Path(raw).expanduser() if raw else repo_root().parent / "shared" / "crds"
+    path = Path(raw).expanduser().resolve() if raw else upstream_data_dir() / "crds"
     if not path.is_dir():
-        raise MissingTool(
-            "upstream CRDs",
-            f"expected the CRD sets in {path}; set TODO_PLATFORM_CRDS_DIR to the directory that "
-            "holds prometheus-operator/, dapr/, strimzi/ and gateway-api/",
-        )
+        raise MissingTool("upstream CRDs", f"expected the CRD sets in {path}; {TEST_DATA_HOW}")
+    return path
+
+
+def charts_dir() -> Path:
+    """Directory of the upstream chart archives (``<chart>-<version>.tgz``): ``charts/`` of
+    :func:`upstream_data_dir`."""
+    path = upstream_data_dir() / "charts"
+    if not path.is_dir():
+        raise MissingTool("upstream chart archives", f"expected them in {path}; {TEST_DATA_HOW}")
     return path
 
 
