@@ -3,21 +3,34 @@
 Not part of a plain ``testbed up``; start it with ``testbed up docker``.  It keeps its data, exec root
 and socket under the test bed's directory, so it never touches a system-wide Docker engine.  Clients
 use ``DOCKER_HOST`` from ``testbed env`` (``TESTBED_DOCKER_HOST``).  Images cannot be pulled on
-machines without a container registry; build them from a locally made base instead.
+machines without a container registry; build them from a locally made base instead
+(:mod:`testbed.images`).
+
+Its default runtime is ``testbed-runc``: :mod:`testbed.oci_runtime_wrapper` in front of Debian's runc,
+which leaves out of each container's capability lists those this machine's bounding set lacks, so
+``docker run --privileged`` and ``docker exec`` into such a container work on VMs that withhold a
+capability (without it runc fails with "unable to apply caps: operation not permitted").  Plain
+``runc`` stays available as ``--runtime runc``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from testbed.core import Component, MissingTool, Run, apt_install, kill_group, register
+from testbed.core import Component, MissingTool, Run, apt_install, kill_group, register, require_tool
 
 HOW = "install Debian's Docker engine as root: apt-get install -y docker.io"
+
+#: name of the default runtime of the test bed's dockerd (the capability-filtering runc wrapper)
+RUNTIME = "testbed-runc"
+WRAPPER = Path(__file__).with_name("oci_runtime_wrapper.py")
 
 
 def _find() -> str | None:
@@ -35,6 +48,20 @@ def ensure_tool() -> str:
     if not dockerd:
         raise MissingTool("dockerd", HOW)
     return dockerd
+
+
+def runtime_launcher(directory: Path) -> Path:
+    """Write the executable dockerd registers as its default runtime: the wrapper in front of runc."""
+    runc = require_tool(
+        "runc", "apt-get install -y runc (Debian's docker.io depends on it)", ["/usr/sbin/runc"]
+    )
+    launcher = directory / RUNTIME
+    launcher.write_text(
+        "#!/bin/sh\n"
+        f'exec {shlex.quote(sys.executable)} -S -E {shlex.quote(str(WRAPPER))} {shlex.quote(runc)} "$@"\n'
+    )
+    launcher.chmod(0o755)
+    return launcher
 
 
 @register("docker", default=False, order=60)
@@ -62,6 +89,7 @@ class Docker(Component):
             self.rundir = Path(tempfile.mkdtemp(prefix=f"tb-docker-{self.run.name}-"))
         data = self.workdir / "data"
         data.mkdir(parents=True, exist_ok=True)
+        launcher = runtime_launcher(self.rundir)
         self.spawn(
             [
                 dockerd,
@@ -78,6 +106,8 @@ class Docker(Component):
                 # if dockerd attaches to a system containerd, keep our objects apart from its own
                 "--containerd-namespace=testbed",
                 "--containerd-plugins-namespace=testbed-plugins",
+                f"--add-runtime={RUNTIME}={launcher}",
+                f"--default-runtime={RUNTIME}",
             ],
             env=os.environ | {"XDG_RUNTIME_DIR": str(self.rundir)},
         )

@@ -1,0 +1,231 @@
+"""Base images made here: Debian root file systems (debootstrap) imported into the test bed's Docker.
+
+No container registry is reachable on the machines this runs on, so nothing can be pulled.  A base
+image is a Debian ``bookworm`` tree made with ``debootstrap --variant=minbase --include=<packages>``
+from the Debian mirror the host's apt already uses, packed as a tarball into the tool cache
+(``debian-<recipe>-<key>``, the key a hash of everything that goes into the tree) and loaded with
+``docker import``.  A warm run only imports the saved tarball.
+
+The registries are reached through a TLS-intercepting proxy on such machines: the host's CA bundle
+(:data:`CA_BUNDLE`) replaces the tree's, and ``PIP_CERT``/``SSL_CERT_FILE`` point at it, so ``pip`` and
+Python's ``ssl`` inside a container (or a ``docker build`` on the image) trust what the host trusts.
+The bundle is part of the cache key.
+
+    from testbed.images import ensure_base_image
+    tag = ensure_base_image(docker_engine.host, "python3")   # e.g. "testbed/debian-python3:bookworm-1a2b…"
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from testbed.core import MissingTool, apt_install, ensure_cached, file_lock, log, require_tool, state_dir
+
+SUITE = "bookworm"
+CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+#: bump when the way a tree is made changes (so cached tarballs of the old recipe are not reused)
+RECIPE_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A base image: the Debian packages on top of ``minbase`` and the image's configuration."""
+
+    packages: tuple[str, ...]
+    changes: tuple[str, ...] = ()
+
+
+RECIPES: dict[str, Recipe] = {
+    # Python 3.11 with venv: the base of services/Dockerfile (its PYTHON_IMAGE build argument).
+    # python-is-python3: the Dockerfile runs `python -m venv`.
+    "python3": Recipe(("python3", "python3-venv", "python-is-python3", "ca-certificates")),
+}
+
+
+def docker_cli() -> str:
+    return require_tool("docker", "install the Docker CLI: apt-get install -y docker.io")
+
+
+def debootstrap() -> str:
+    found = shutil.which("debootstrap") or (
+        "/usr/sbin/debootstrap" if Path("/usr/sbin/debootstrap").is_file() else None
+    )
+    if found:
+        return found
+    apt_install("debootstrap", "debootstrap", "apt-get install -y debootstrap")
+    return require_tool("debootstrap", "apt-get install -y debootstrap", ["/usr/sbin/debootstrap"])
+
+
+def debian_mirror() -> str:
+    """The Debian mirror of the host's apt configuration (``$TESTBED_DEBIAN_MIRROR`` overrides it).
+
+    It is the package registry this machine reaches; the first ``URIs:`` (deb822) or ``deb`` line
+    whose suites include the plain suite wins.
+    """
+    override = os.environ.get("TESTBED_DEBIAN_MIRROR")
+    if override:
+        return override
+    files = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    for path in files:
+        if path.suffix not in (".list", ".sources") and path.name != "sources.list":
+            continue
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        if path.suffix == ".sources":
+            for stanza in re.split(r"\n\s*\n", text):
+                fields = {}
+                for line in stanza.splitlines():
+                    key, _, value = line.partition(":")
+                    if not line.startswith("#") and value:
+                        fields[key.strip().lower()] = value.strip()
+                if (
+                    "deb" in fields.get("types", "").split()
+                    and SUITE in fields.get("suites", "").split()
+                    and fields.get("uris")
+                ):
+                    return fields["uris"].split()[0]
+        else:
+            for line in text.splitlines():
+                parts = line.split("#", 1)[0].split()
+                if (
+                    len(parts) >= 3
+                    and parts[0] == "deb"
+                    and not parts[1].startswith("[")
+                    and parts[2] == SUITE
+                ):
+                    return parts[1]
+    raise MissingTool(
+        f"a Debian {SUITE} mirror in the apt sources",
+        "add one to /etc/apt/sources.list(.d) or set TESTBED_DEBIAN_MIRROR",
+    )
+
+
+def _ca_bundle() -> bytes:
+    if not CA_BUNDLE.is_file():
+        raise MissingTool(str(CA_BUNDLE), "apt-get install -y ca-certificates")
+    return CA_BUNDLE.read_bytes()
+
+
+def recipe_key(name: str) -> str:
+    """Content key of a recipe: suite, packages, image changes, recipe version and the CA bundle."""
+    recipe = RECIPES[name]
+    facts = {
+        "suite": SUITE,
+        "variant": "minbase",
+        "packages": sorted(recipe.packages),
+        "changes": list(recipe.changes),
+        "recipe": RECIPE_VERSION,
+        "ca": hashlib.sha256(_ca_bundle()).hexdigest(),
+    }
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def image_tag(name: str) -> str:
+    return f"testbed/debian-{name}:{SUITE}-{recipe_key(name)}"
+
+
+def _build_tarball(name: str, out: Path) -> None:
+    recipe = RECIPES[name]
+    rootfs = out / "rootfs"
+    mirror = debian_mirror()
+    argv = [
+        debootstrap(),
+        "--variant=minbase",
+        f"--include={','.join(recipe.packages)}",
+        SUITE,
+        str(rootfs),
+        mirror,
+    ]
+    log_file = out / "debootstrap.log"
+    started = time.monotonic()
+    with open(log_file, "wb") as handle:
+        done = subprocess.run(argv, stdout=handle, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0:
+        tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-15:])
+        raise RuntimeError(f"debootstrap of {name!r} from {mirror} failed (code {done.returncode}):\n{tail}")
+    # the host's trust (a TLS-intercepting proxy's CA among it) for pip and ssl in containers
+    (rootfs / "etc/ssl/certs").mkdir(parents=True, exist_ok=True)
+    (rootfs / "etc/ssl/certs/ca-certificates.crt").write_bytes(_ca_bundle())
+    # downloaded packages and indexes are not part of an image
+    for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
+        for entry in (rootfs / junk).glob("*"):
+            if entry.is_file() and entry.name != "lock":
+                entry.unlink()
+    tar = require_tool("tar", "apt-get install -y tar")
+    subprocess.run(
+        [tar, "--numeric-owner", "--xattrs", "-C", str(rootfs), "-cf", str(out / "rootfs.tar"), "."],
+        check=True,
+    )
+    shutil.rmtree(rootfs)
+    (out / "recipe.json").write_text(
+        json.dumps(
+            {
+                "name": name,
+                "packages": list(recipe.packages),
+                "mirror": mirror,
+                "seconds": round(time.monotonic() - started),
+            },
+            indent=1,
+        )
+    )
+
+
+def ensure_tarball(name: str) -> Path:
+    """The cached root file system tarball of a recipe, made by debootstrap when absent."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown base image recipe {name!r}; known: {', '.join(sorted(RECIPES))}")
+    path = ensure_cached(
+        f"debian-{name}", f"{SUITE}-{recipe_key(name)}", lambda out: _build_tarball(name, out)
+    )
+    return path / "rootfs.tar"
+
+
+def image_exists(host: str, tag: str) -> bool:
+    done = subprocess.run(
+        [docker_cli(), "image", "inspect", "--format", "{{.Id}}", tag],
+        env=os.environ | {"DOCKER_HOST": host},
+        capture_output=True,
+        check=False,
+    )
+    return done.returncode == 0
+
+
+def ensure_base_image(host: str, name: str) -> str:
+    """Import the base image ``name`` into the Docker engine at ``host`` (once); return its tag."""
+    tag = image_tag(name)
+    if image_exists(host, tag):
+        return tag
+    tarball = ensure_tarball(name)
+    changes = [
+        "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        f"ENV SSL_CERT_FILE={CA_BUNDLE}",
+        f"ENV PIP_CERT={CA_BUNDLE}",
+        *RECIPES[name].changes,
+    ]
+    argv = [docker_cli(), "import"]
+    for change in changes:
+        argv += ["--change", change]
+    with file_lock(state_dir() / f".import-{name}.lock"):
+        if image_exists(host, tag):
+            return tag
+        log(f"importing {tarball.name} of {name} as {tag}")
+        done = subprocess.run(
+            [*argv, str(tarball), tag],
+            env=os.environ | {"DOCKER_HOST": host},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"docker import of {tarball} as {tag} failed: {done.stderr.strip()}")
+    return tag
