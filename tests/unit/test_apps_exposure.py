@@ -17,11 +17,12 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVS = ["kind", "minikube", "oke", "aks", "gke"]
-PLAYBOOK = """
-- name: Render the exposure objects of the apps role
+PLAY = """
+- name: Render the exposure objects of the apps role ({case})
   hosts: localhost
   connection: local
   gather_facts: false
+  vars_files: [{vars_file}]
   tasks:
     - name: Write the objects
       ansible.builtin.copy:
@@ -43,23 +44,26 @@ def env_vars(env: str, overrides: dict | None = None) -> dict:
     return merged
 
 
-def render(tmp_path: Path, env: str, overrides: dict | None = None) -> list[dict]:
-    work = tmp_path / env
-    work.mkdir()
-    out = work / "objects.json"
-    playbook = work / "render.yml"
-    playbook.write_text(PLAYBOOK.format(template=ROOT / "roles/apps/templates/exposure.yml.j2", out=out))
-    extra = work / "vars.json"
-    extra.write_text(json.dumps(env_vars(env, overrides)))
+def render(tmp_path: Path, cases: dict[str, tuple[str, dict]]) -> dict[str, list[dict]]:
+    """One ansible-playbook run, one play per case: {case: (inventory, overrides)} -> objects."""
+    plays = []
+    for case, (env, overrides) in cases.items():
+        vars_file = tmp_path / f"{case}.vars.json"
+        vars_file.write_text(json.dumps(env_vars(env, overrides)))
+        out = tmp_path / f"{case}.objects.json"
+        template = ROOT / "roles/apps/templates/exposure.yml.j2"
+        plays.append(PLAY.format(case=case, vars_file=vars_file, template=template, out=out))
+    playbook = tmp_path / "render.yml"
+    playbook.write_text("".join(plays))
     result = subprocess.run(
-        [str(Path(sys.executable).with_name("ansible-playbook")), str(playbook), "-e", f"@{extra}"],
+        [str(Path(sys.executable).with_name("ansible-playbook")), str(playbook)],
         capture_output=True,
         text=True,
         cwd=ROOT,
         check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    return json.loads(out.read_text())
+    return {case: json.loads((tmp_path / f"{case}.objects.json").read_text()) for case in cases}
 
 
 def policies(objects: list[dict]) -> dict[str, dict]:
@@ -68,8 +72,10 @@ def policies(objects: list[dict]) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict]]:
-    tmp = tmp_path_factory.mktemp("exposure")
-    return {env: render(tmp, env) for env in ENVS}
+    cases = {env: (env, {}) for env in ENVS}
+    cases["gke-other-class"] = ("gke", {"apps_gateway_class": "istio"})
+    cases["gke-switched-off"] = ("gke", {"apps_gateway_health_check_policy": False})
+    return render(tmp_path_factory.mktemp("exposure"), cases)
 
 
 def test_gke_gateway_health_checks_every_backend_on_readyz(rendered) -> None:
@@ -99,10 +105,8 @@ def test_no_health_check_policy_outside_gke(rendered, env) -> None:
     assert policies(rendered[env]) == {}
 
 
-def test_gateway_of_another_class_gets_no_policy_and_the_switch_turns_it_off(tmp_path) -> None:
-    other = render(tmp_path, "gke", {"apps_gateway_class": "istio"})
+def test_gateway_of_another_class_gets_no_policy_and_the_switch_turns_it_off(rendered) -> None:
+    other = rendered["gke-other-class"]
     assert any(o["kind"] == "HTTPRoute" for o in other)
     assert policies(other) == {}
-    (tmp_path / "off").mkdir()
-    off = render(tmp_path / "off", "gke", {"apps_gateway_health_check_policy": False})
-    assert policies(off) == {}
+    assert policies(rendered["gke-switched-off"]) == {}
