@@ -18,6 +18,7 @@ so what is checked is everything on this side of them, in the order a user copie
 from __future__ import annotations
 
 import functools
+import ipaddress
 import re
 import shlex
 import subprocess
@@ -98,7 +99,9 @@ def _commands(line: str) -> list[list[str]]:
     cleaned = []
     for cmd in _words(line):
         while cmd and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", cmd[0]):
-            cmd = cmd[1:]
+            # NAME=$(command …): the command substitution is a command of its own
+            inner = cmd[0].split("=", 1)[1]
+            cmd = [inner[2:], *cmd[1:]] if inner.startswith("$(") and len(inner) > 2 else cmd[1:]
         if cmd and cmd[0] in ("do", "then", "else", "time"):
             cmd = cmd[1:]
         if cmd:
@@ -451,4 +454,56 @@ def test_the_guide_creates_enough_nodes_for_loki(env):
         assert nodes >= replicas, (
             f"{env}.md creates {nodes} nodes, but Loki runs {replicas} replicas with a required pod "
             f"anti-affinity on kubernetes.io/hostname: {replicas - nodes} would stay Pending"
+        )
+
+
+# --- the networks a guide creates against the inventory's NetworkPolicies ----------------------
+
+
+def _apps_inventory(env: str) -> dict:
+    return yaml.safe_load((ROOT / "inventories" / env / "group_vars/todo_platform/apps.yml").read_text())
+
+
+def _flag(cmd: list[str], flag: str) -> str:
+    return cmd[cmd.index(flag) + 1]
+
+
+def _created_networks(env: str) -> dict[str, ipaddress.IPv4Network]:
+    """What the guide creates where the inventory's NetworkPolicies must let traffic through:
+    ``lb`` (the load balancer's subnet) and ``database`` (where the database gets its address)."""
+    found = {}
+    for cmd in _all_commands(env):
+        line = " ".join(cmd)
+        if env == "oke" and line.startswith("oci network subnet create"):
+            name = {"todo-lb": "lb", "todo-workers": "database"}.get(_flag(cmd, "--display-name"))
+            if name:
+                found[name] = ipaddress.ip_network(_flag(cmd, "--cidr-block"))
+        if (
+            env == "aks"
+            and line.startswith("az network vnet subnet create")
+            and _flag(cmd, "-n") == "postgres"
+        ):
+            found["database"] = ipaddress.ip_network(_flag(cmd, "--address-prefixes"))
+        if env == "gke" and line.startswith("gcloud compute addresses create") and "VPC_PEERING" in cmd:
+            found["database"] = ipaddress.ip_network(
+                f"{_flag(cmd, '--addresses')}/{_flag(cmd, '--prefix-length')}"
+            )
+    return found
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"), [("oke", {"lb", "database"}), ("aks", {"database"}), ("gke", {"database"})]
+)
+def test_the_networks_the_guide_creates_are_the_ones_the_policies_allow(env, expected):
+    networks = _created_networks(env)
+    assert set(networks) == expected, f"{env}.md: could not find the networks {expected - set(networks)}"
+    apps = _apps_inventory(env)
+    database_cidr = ipaddress.ip_network(apps["apps_database_cidr"])
+    assert networks["database"].subnet_of(database_cidr), (
+        f"{env}.md puts the database in {networks['database']}, outside apps_database_cidr {database_cidr}"
+    )
+    if "lb" in networks:
+        allowed = [ipaddress.ip_network(c) for c in apps["apps_ingress_cidrs"]]
+        assert any(networks["lb"].subnet_of(c) for c in allowed), (
+            f"{env}.md's load balancer subnet {networks['lb']} is not in apps_ingress_cidrs {allowed}"
         )
