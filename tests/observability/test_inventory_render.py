@@ -5,6 +5,7 @@ kube-prometheus-stack archive rendered by the pinned Helm with those values."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -161,3 +162,22 @@ def test_metrics_server_is_installed_where_the_platform_has_none(rendered) -> No
     assert container["image"].startswith("registry.k8s.io/metrics-server/metrics-server:v")
     # Only the local clusters' kubelets serve certificates that cannot be verified.
     assert ("--kubelet-insecure-tls" in container["args"]) == (env in ("kind", "minikube"))
+
+
+PORT_FORWARD = re.compile(r"-n monitoring port-forward svc/([a-z0-9-]+) (?:\d+:)?(\d+)")
+
+
+def test_docs_port_forward_to_services_the_chart_creates(rendered_all: Path) -> None:
+    """Every `-n monitoring port-forward svc/<name> <local>:<port>` in the docs names a Service and
+    port of the rendered kube-prometheus-stack (the kind guide once named a `grafana` Service)."""
+    objects = helm_template(rendered_all / "kind" / "monitoring-values.yml")
+    ports = {
+        o["metadata"]["name"]: {str(p["port"]) for p in o["spec"]["ports"]}
+        for o in objects
+        if o["kind"] == "Service"
+    }
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    named = [(doc.relative_to(ROOT), m) for doc in docs for m in PORT_FORWARD.findall(doc.read_text())]
+    assert any(name == "kube-prometheus-stack-grafana" for _, (name, _) in named)
+    wrong = [(str(doc), name, port) for doc, (name, port) in named if port not in ports.get(name, set())]
+    assert wrong == [], f"no such Service/port in the chart: {wrong}; it has {sorted(ports)}"
