@@ -64,6 +64,15 @@ def test_base_image_runs_python(docker_engine, base_image):
     assert done.stdout.split() == ["1", "True", "True"], done.stdout
 
 
+def test_base_image_trusts_what_the_host_trusts(docker_engine, base_image):
+    """HTTPS to the package index works inside a container (on machines behind a TLS-intercepting
+    proxy only because the image carries the host's CA bundle)."""
+    url = "https://pypi.org/simple/pip/"
+    code = f"import urllib.request; print(urllib.request.urlopen('{url}', timeout=30).status)"
+    done = _docker(docker_engine.host, "run", "--rm", "--network", "host", base_image, "python3", "-c", code)
+    assert done.returncode == 0 and done.stdout.strip() == "200", done.stdout + done.stderr[-1500:]
+
+
 def test_privileged_container_starts_and_takes_exec(docker_engine, base_image):
     name = f"tb-priv-{uuid.uuid4().hex[:8]}"
     host = docker_engine.host

@@ -11,8 +11,14 @@ The registries are reached through a TLS-intercepting proxy on such machines: th
 Python's ``ssl`` inside a container (or a ``docker build`` on the image) trust what the host trusts.
 The bundle is part of the cache key.
 
-    from testbed.images import ensure_base_image
+The services image (``services/Dockerfile``, built with the legacy builder on the ``python3`` base
+through its ``PYTHON_IMAGE`` build argument) is cached the same way: ``docker save`` into
+``services-image-<key>``, the key a hash of the base image's tag and the files the build reads, so a
+warm run loads it instead of building (the build installs the locked requirements from PyPI).
+
+    from testbed.images import ensure_base_image, ensure_services_image
     tag = ensure_base_image(docker_engine.host, "python3")   # e.g. "testbed/debian-python3:bookworm-1a2b…"
+    ref = ensure_services_image(docker_engine.host)          # "todo-services:testbed-<key>"
 """
 
 from __future__ import annotations
@@ -27,7 +33,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from testbed.core import MissingTool, apt_install, ensure_cached, file_lock, log, require_tool, state_dir
+from testbed.core import (
+    MissingTool,
+    apt_install,
+    ensure_cached,
+    file_lock,
+    log,
+    repo_root,
+    require_tool,
+    state_dir,
+)
 
 SUITE = "bookworm"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -117,7 +132,7 @@ def _ca_bundle() -> bytes:
 
 
 def recipe_key(name: str) -> str:
-    """Content key of a recipe: suite, packages, image changes, recipe version and the CA bundle."""
+    """Content key of a recipe's tarball: suite, packages, recipe version and the CA bundle."""
     recipe = RECIPES[name]
     facts = {
         "suite": SUITE,
@@ -130,8 +145,20 @@ def recipe_key(name: str) -> str:
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def import_changes(name: str) -> list[str]:
+    """The image configuration ``docker import --change`` gives a base image."""
+    return [
+        "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        f"ENV SSL_CERT_FILE={CA_BUNDLE}",
+        f"ENV PIP_CERT={CA_BUNDLE}",
+        *RECIPES[name].changes,
+    ]
+
+
 def image_tag(name: str) -> str:
-    return f"testbed/debian-{name}:{SUITE}-{recipe_key(name)}"
+    """``testbed/debian-<name>:<suite>-<key>``, the key covering the tarball and the import changes."""
+    changes = hashlib.sha256("\n".join(import_changes(name)).encode()).hexdigest()[:8]
+    return f"testbed/debian-{name}:{SUITE}-{recipe_key(name)}-{changes}"
 
 
 def _build_tarball(name: str, out: Path) -> None:
@@ -206,14 +233,8 @@ def ensure_base_image(host: str, name: str) -> str:
     if image_exists(host, tag):
         return tag
     tarball = ensure_tarball(name)
-    changes = [
-        "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        f"ENV SSL_CERT_FILE={CA_BUNDLE}",
-        f"ENV PIP_CERT={CA_BUNDLE}",
-        *RECIPES[name].changes,
-    ]
     argv = [docker_cli(), "import"]
-    for change in changes:
+    for change in import_changes(name):
         argv += ["--change", change]
     with file_lock(state_dir() / f".import-{name}.lock"):
         if image_exists(host, tag):
@@ -229,3 +250,85 @@ def ensure_base_image(host: str, name: str) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"docker import of {tarball} as {tag} failed: {done.stderr.strip()}")
     return tag
+
+
+# --------------------------------------------------------------------------------------------------
+# The services image
+
+SERVICES_REPOSITORY = "todo-services"
+
+
+def services_context() -> Path:
+    return repo_root() / "services"
+
+
+def _context_files(context: Path) -> list[Path]:
+    """The files ``services/Dockerfile`` reads (its COPY lines), without what .dockerignore drops."""
+    files = [
+        context / name for name in ("Dockerfile", ".dockerignore", "requirements.lock", "pyproject.toml")
+    ]
+    for path in sorted((context / "src").rglob("*")):
+        parts = path.relative_to(context).parts
+        if not path.is_file() or "__pycache__" in parts or path.suffix in (".pyc", ".pyo", ".pyd"):
+            continue
+        if any(part.endswith(".egg-info") for part in parts):
+            continue
+        files.append(path)
+    return [f for f in files if f.is_file()]
+
+
+def services_key(base: str) -> str:
+    context = services_context()
+    digest = hashlib.sha256(f"base={base}\nrecipe={RECIPE_VERSION}\n".encode())
+    for path in _context_files(context):
+        digest.update(f"{path.relative_to(context)}\0".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+def _docker(host: str, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [docker_cli(), *args],
+        env=os.environ | {"DOCKER_HOST": host, "DOCKER_BUILDKIT": "0"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+
+
+def ensure_services_image(host: str) -> str:
+    """The services image in the engine at ``host``: loaded from the cache, or built and saved there."""
+    base = ensure_base_image(host, "python3")
+    key = services_key(base)
+    ref = f"{SERVICES_REPOSITORY}:testbed-{key}"
+    if image_exists(host, ref):
+        return ref
+
+    def build(out: Path) -> None:
+        started = time.monotonic()
+        # the legacy builder: BuildKit would try to pull the Dockerfile's `# syntax=` frontend
+        done = _docker(
+            host, "build", "--network", "host", "--build-arg", f"PYTHON_IMAGE={base}",
+            "-t", ref, "-f", str(services_context() / "Dockerfile"), str(services_context()),
+        )  # fmt: skip
+        (out / "build.log").write_text(done.stdout + done.stderr)
+        if done.returncode != 0:
+            tail = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
+            raise RuntimeError(f"docker build of services/Dockerfile on {base} failed:\n{tail}")
+        saved = _docker(host, "save", "-o", str(out / "image.tar"), ref)
+        if saved.returncode != 0:
+            raise RuntimeError(f"docker save {ref} failed: {saved.stderr.strip()}")
+        (out / "image.json").write_text(
+            json.dumps(
+                {"ref": ref, "base": base, "build_seconds": round(time.monotonic() - started)}, indent=1
+            )
+        )
+
+    cached = ensure_cached("services-image", key, build)
+    if not image_exists(host, ref):
+        log(f"loading {ref} from the tool cache")
+        done = _docker(host, "load", "-i", str(cached / "image.tar"))
+        if done.returncode != 0:
+            raise RuntimeError(f"docker load of {cached / 'image.tar'} failed: {done.stderr.strip()}")
+    return ref
