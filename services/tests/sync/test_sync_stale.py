@@ -55,15 +55,15 @@ async def stale_count(server, topic, event_type) -> float | None:
     return values[0] if values else None
 
 
-async def messages_until_heartbeats(ws, beats=2):
-    """Everything but heartbeats that arrives before ``beats`` heartbeats."""
+async def messages_until(ws, event_id):
+    """Every message but heartbeats, up to and including the one of ``event_id``. A connection gets
+    its messages in the order the events were handled, so whatever an earlier event pushed comes
+    before it."""
     seen = []
     async with asyncio.timeout(10):
-        while beats:
+        while not seen or seen[-1]["event_id"] != event_id:
             msg = orjson.loads(await ws.recv())
-            if msg["type"] == "heartbeat":
-                beats -= 1
-            else:
+            if msg["type"] not in ("heartbeat", "pong"):
                 seen.append(msg)
     return seen
 
@@ -82,7 +82,7 @@ async def test_old_task_event_is_acknowledged_counted_logged_and_not_pushed(serv
     async with websockets.connect(f"ws://{server}/ws?token={token_for(user)}") as ws:
         for event in (old, edge, fresh):
             assert (await post_event(server, event)).json() == {"status": "SUCCESS"}
-        pushed = await messages_until_heartbeats(ws)
+        pushed = await messages_until(ws, fresh["id"])
     assert [m["event_id"] for m in pushed] == [fresh["id"]]
     assert await stale_count(server, "task-events", "com.todo.task.updated") == before + 2
 
@@ -112,9 +112,11 @@ async def test_old_reminder_is_not_pushed_either(server):
         REMINDER_DUE, "/todo/notification", task["id"], data, time=datetime.now(UTC) - timedelta(hours=1)
     )
     before = await stale_count(server, "reminders", REMINDER_DUE) or 0.0
+    marker = task_event("updated", task_snapshot(user, title="after the reminder"))
     async with websockets.connect(f"ws://{server}/ws?token={token_for(user)}") as ws:
         assert (await post_event(server, old, topic="reminders")).json() == {"status": "SUCCESS"}
-        assert await messages_until_heartbeats(ws) == []
+        assert (await post_event(server, marker)).json() == {"status": "SUCCESS"}
+        assert [m["event_id"] for m in await messages_until(ws, marker["id"])] == [marker["id"]]
     assert await stale_count(server, "reminders", REMINDER_DUE) == before + 1
 
 
