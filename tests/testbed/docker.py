@@ -24,7 +24,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from testbed.core import Component, MissingTool, Run, apt_install, kill_group, register, require_tool
+from testbed.core import (
+    Component,
+    MissingTool,
+    Run,
+    apt_install,
+    kill_group,
+    register,
+    register_tool,
+    require_tool,
+)
 
 HOW = "install Debian's Docker engine as root: apt-get install -y docker.io"
 
@@ -149,3 +158,13 @@ class Docker(Component):
         if self.rundir is not None:
             shutil.rmtree(self.rundir, ignore_errors=True)
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _python_base_tarball() -> Path:
+    from testbed.images import ensure_tarball
+
+    return ensure_tarball("python3")
+
+
+# The debootstrap of the python3 base (minutes on a cold machine) can run with the other tool builds.
+register_tool("debian-python3", _python_base_tarball)

@@ -123,6 +123,8 @@ KUBERNETES_VERSION = "v1.36.3"
 DAPR_VERSION = "1.18.2"
 KWOK_VERSION = "v0.8.0"
 ETCD_VERSION = "v3.6.16"
+#: containerd for a Kubernetes node built here (kubelet 1.36 needs containerd 2.x; Debian ships 1.6)
+CONTAINERD_VERSION = "v2.2.9"
 #: The deploy path's tools (kind, helm) are pinned once, in the file the cluster role's preflight
 #: reads too, so the tool cache and the preflight agree by construction.
 DEPLOY_TOOL_PINS = Path(__file__).resolve().parents[2] / "roles/cluster/files/tool-versions.yml"
@@ -194,6 +196,21 @@ TOOLS: dict[str, GoTool] = {
             packages=("helm.sh/helm/v3/cmd/helm",),
             ldflags=(f"-X helm.sh/helm/v3/internal/version.version={HELM_VERSION}",),
             purpose="Helm 3 for the deploy path (kubernetes.core 6.2 rejects Helm 4)",
+        ),
+        GoTool(
+            name="containerd",
+            version=CONTAINERD_VERSION,
+            module_dir="containerd",
+            module="github.com/containerd/containerd/v2",
+            packages=(
+                "github.com/containerd/containerd/v2/cmd/containerd",
+                "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2",
+                "github.com/containerd/containerd/v2/cmd/ctr",
+            ),
+            # the snapshotters that need cgo or host libraries are left out
+            tags=("no_btrfs", "no_devmapper", "no_zfs"),
+            ldflags=(f"-X github.com/containerd/containerd/v2/version.Version={CONTAINERD_VERSION}",),
+            purpose="containerd 2, ctr and the runc shim for a Kubernetes node container (spike)",
         ),
     )
 }

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from testbed.core import (
+    ComponentError,
     MissingTool,
     apt_install,
     ensure_cached,
@@ -62,6 +63,32 @@ RECIPES: dict[str, Recipe] = {
     # Python 3.11 with venv: the base of services/Dockerfile (its PYTHON_IMAGE build argument).
     # python-is-python3: the Dockerfile runs `python -m venv`.
     "python3": Recipe(("python3", "python3-venv", "python-is-python3", "ca-certificates")),
+    # systemd as PID 1 with what a Kubernetes node runs beside kubelet and containerd (Debian's runc and
+    # CNI plugins, iptables, conntrack, ...): a privileged container boots it like a kind node.
+    "node": Recipe(
+        (
+            "systemd",
+            "systemd-sysv",
+            "dbus",
+            "ca-certificates",
+            "iproute2",
+            "iptables",
+            "conntrack",
+            "ethtool",
+            "socat",
+            "kmod",
+            "procps",
+            "util-linux",
+            "mount",
+            "ebtables",
+            "runc",
+            "containernetworking-plugins",
+            "libseccomp2",
+            "pigz",
+            "fuse-overlayfs",
+        ),  # fmt: skip
+        ("ENV container=docker", 'ENTRYPOINT ["/sbin/init"]'),
+    ),
 }
 
 
@@ -162,6 +189,10 @@ def image_tag(name: str) -> str:
 
 
 def _build_tarball(name: str, out: Path) -> None:
+    if os.geteuid() != 0:
+        raise MissingTool(
+            "debootstrap (needs root)", "build the base images as root (the test bed's Docker needs root too)"
+        )
     recipe = RECIPES[name]
     rootfs = out / "rootfs"
     mirror = debian_mirror()
@@ -179,7 +210,9 @@ def _build_tarball(name: str, out: Path) -> None:
         done = subprocess.run(argv, stdout=handle, stderr=subprocess.STDOUT, check=False)
     if done.returncode != 0:
         tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-15:])
-        raise RuntimeError(f"debootstrap of {name!r} from {mirror} failed (code {done.returncode}):\n{tail}")
+        raise ComponentError(
+            f"debootstrap of {name!r} from {mirror} failed (code {done.returncode}):\n{tail}"
+        )
     # the host's trust (a TLS-intercepting proxy's CA among it) for pip and ssl in containers
     (rootfs / "etc/ssl/certs").mkdir(parents=True, exist_ok=True)
     (rootfs / "etc/ssl/certs/ca-certificates.crt").write_bytes(_ca_bundle())
@@ -248,7 +281,7 @@ def ensure_base_image(host: str, name: str) -> str:
             check=False,
         )
     if done.returncode != 0:
-        raise RuntimeError(f"docker import of {tarball} as {tag} failed: {done.stderr.strip()}")
+        raise ComponentError(f"docker import of {tarball} as {tag} failed: {done.stderr.strip()}")
     return tag
 
 
@@ -315,10 +348,10 @@ def ensure_services_image(host: str) -> str:
         (out / "build.log").write_text(done.stdout + done.stderr)
         if done.returncode != 0:
             tail = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
-            raise RuntimeError(f"docker build of services/Dockerfile on {base} failed:\n{tail}")
+            raise ComponentError(f"docker build of services/Dockerfile on {base} failed:\n{tail}")
         saved = _docker(host, "save", "-o", str(out / "image.tar"), ref)
         if saved.returncode != 0:
-            raise RuntimeError(f"docker save {ref} failed: {saved.stderr.strip()}")
+            raise ComponentError(f"docker save {ref} failed: {saved.stderr.strip()}")
         (out / "image.json").write_text(
             json.dumps(
                 {"ref": ref, "base": base, "build_seconds": round(time.monotonic() - started)}, indent=1
@@ -330,5 +363,5 @@ def ensure_services_image(host: str) -> str:
         log(f"loading {ref} from the tool cache")
         done = _docker(host, "load", "-i", str(cached / "image.tar"))
         if done.returncode != 0:
-            raise RuntimeError(f"docker load of {cached / 'image.tar'} failed: {done.stderr.strip()}")
+            raise ComponentError(f"docker load of {cached / 'image.tar'} failed: {done.stderr.strip()}")
     return ref
