@@ -7,7 +7,7 @@ import pytest
 import yaml
 from deploy_support import ROOT
 
-ROLES = ["cluster", "crds", "images", "kafka", "dapr", "apps"]
+ROLES = ["cluster", "crds", "images", "kafka", "dapr", "apps", "capacity"]
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -102,8 +102,9 @@ def _needs_distinct_nodes(pod_spec):
     return any(t.get("topologyKey") == HOSTNAME_KEY for t in terms)
 
 
-def normalize_workload(raw):
-    """A workload given directly: name, replicas, cpu, memory, distinct_nodes, per_node."""
+def normalize_workload(raw, sidecar=None):
+    """A workload given directly: name, replicas, cpu, memory, distinct_nodes, per_node, and
+    dapr_sidecar (the pods get the Dapr sidecar: ``sidecar``'s requests are added)."""
     if not isinstance(raw, dict) or not raw.get("name"):
         raise CapacityError(f"workload {raw!r}: needs at least a name (and replicas, cpu, memory)")
     name = str(raw["name"])
@@ -113,11 +114,16 @@ def normalize_workload(raw):
         raise CapacityError(f"workload {name}: replicas {raw.get('replicas')!r} is not a number") from None
     if replicas < 0:
         raise CapacityError(f"workload {name}: replicas must not be negative")
+    cpu = millicores(raw.get("cpu"), f"workload {name} cpu")
+    mem = mem_bytes(raw.get("memory"), f"workload {name} memory")
+    if raw.get("dapr_sidecar"):
+        cpu += millicores((sidecar or {}).get("cpu"), "sidecar cpu")
+        mem += mem_bytes((sidecar or {}).get("memory"), "sidecar memory")
     return {
         "name": name,
         "replicas": replicas,
-        "cpu": millicores(raw.get("cpu"), f"workload {name} cpu"),
-        "memory": mem_bytes(raw.get("memory"), f"workload {name} memory"),
+        "cpu": cpu,
+        "memory": mem,
         "distinct_nodes": bool(raw.get("distinct_nodes", False)),
         "per_node": bool(raw.get("per_node", False)),
     }

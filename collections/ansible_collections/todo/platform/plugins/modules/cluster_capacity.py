@@ -90,10 +90,15 @@ options:
         description: One pod on every node (a DaemonSet); O(workloads[].replicas) is ignored.
         type: bool
         default: false
+      dapr_sidecar:
+        description: The pods get the Dapr sidecar; the requests in O(sidecar) are added to each.
+        type: bool
+        default: false
   sidecar:
     description:
       - Requests of the Dapr sidecar, added to every rendered pod annotated C(dapr.io/enabled=true)
-        that does not carry its own C(dapr.io/sidecar-cpu-request)/C(dapr.io/sidecar-memory-request).
+        that does not carry its own C(dapr.io/sidecar-cpu-request)/C(dapr.io/sidecar-memory-request),
+        and to the O(workloads) with O(workloads[].dapr_sidecar).
     type: dict
     default: {}
     suboptions:
@@ -231,6 +236,7 @@ def main():
                     memory=dict(type="raw", default=0),
                     distinct_nodes=dict(type="bool", default=False),
                     per_node=dict(type="bool", default=False),
+                    dapr_sidecar=dict(type="bool", default=False),
                 ),
             ),
             sidecar=dict(
@@ -245,7 +251,7 @@ def main():
     p = module.params
     try:
         workloads = workloads_from_manifests(p["manifests"], p["sidecar"]) + [
-            normalize_workload(w) for w in p["workloads"]
+            normalize_workload(w, p["sidecar"]) for w in p["workloads"]
         ]
         report = check(workloads, p["nodes"], p["pods"], p["stack_namespaces"])
     except CapacityError as exc:

@@ -203,3 +203,11 @@ def test_a_fitting_stack_passes_with_its_rows():
 def test_workload_without_a_name_is_refused():
     with pytest.raises(CapacityError, match="needs at least a name"):
         normalize_workload({"replicas": 2})
+
+
+def test_a_given_workload_with_the_dapr_sidecar_adds_its_requests():
+    w = normalize_workload(
+        {"name": "todo/backend", "cpu": "100m", "memory": "192Mi", "dapr_sidecar": True},
+        {"cpu": "50m", "memory": "64Mi"},
+    )
+    assert (w["cpu"], w["memory"]) == (150, 256 * 2**20)

@@ -1,0 +1,189 @@
+"""The capacity preflight (playbooks/capacity.yml, role ``capacity``) on kwok clusters shaped like
+the cluster each inventory's guide creates (tests/deploy/cloud_shapes.py), both ways:
+
+* the guide's cluster holds the inventory's stack: the preflight passes (every enabled chart is
+  rendered from the upstream archives of the test data with the values its role passes, plus our
+  own workloads);
+* a cluster too small for it stops the deployment with a message that names what is missing: the
+  two-node OKE/AKS clusters the guides created before (Loki's three replicas with required
+  anti-affinity). The other shortages (CPU, memory, pods, node-by-node placement) and their
+  messages are unit-tested with the module's arithmetic
+  (collections/.../tests/unit/plugins/module_utils/test_capacity.py).
+
+The same runs print each inventory's requests against its nodes' allocatable; docs/capacity.md is
+that table, and ``test_capacity_doc_is_current`` fails when it is stale (``TODO_WRITE_CAPACITY_DOC=1``
+rewrites it).
+
+Only the preflight runs here (rendering and arithmetic against the API server's nodes, ~10 s per
+inventory); installing the five inventories' releases on their shapes for real would cost minutes
+each on the CI machine's two cores, so the releases are installed for real once, by the molecule kwok
+scenario.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+
+import pytest
+from cloud_shapes import shape
+from deploy_support import ENVIRONMENTS, ROOT, crds_dir, run, tool_env
+
+pytestmark = [pytest.mark.testbed, pytest.mark.timeout(1800)]
+
+DOC = ROOT / "docs" / "capacity.md"
+CHART_ARCHIVES = {
+    "kafka_strimzi_chart_ref": "strimzi-kafka-operator-{{ kafka_strimzi_chart_version }}.tgz",
+    "dapr_chart_ref": "dapr-{{ dapr_chart_version }}.tgz",
+    "monitoring_chart_ref": "kube-prometheus-stack-{{ monitoring_chart_version }}.tgz",
+    "logging_loki_chart_ref": "loki-{{ logging_loki_chart_version }}.tgz",
+    "logging_alloy_chart_ref": "alloy-{{ logging_alloy_chart_version }}.tgz",
+}
+TASK = "Check that the cluster can hold the stack"
+_reports: dict[str, dict] = {}
+
+
+@pytest.fixture(scope="module")
+def shaped(testbed_run):
+    from testbed.kube_shapes import ShapedKube
+
+    comp = ShapedKube(testbed_run)
+    comp.start()
+    try:
+        yield comp
+    finally:
+        comp.destroy()
+
+
+def preflight(kube, env_name: str, tmp_path, extra: dict | None = None) -> tuple[dict, str]:
+    """Run playbooks/capacity.yml for an inventory; returns the capacity task's result and the output."""
+    from testbed import gobuild
+
+    charts = crds_dir().parent / "charts"
+    overrides = {key: f"{charts}/{archive}" for key, archive in CHART_ARCHIVES.items()}
+    overrides.update(
+        # The other repositories' URLs do not apply to a local archive.
+        dapr_chart_repo_url="", logging_alloy_chart_repo_url="",
+        capacity_helm_binary=str(gobuild.TOOLS["helm"].binary()),
+        # No image is built here: any immutable reference satisfies the apps preflight.
+        apps_image="registry.example.test/todo-services:src-0123456789abcdef",
+        cluster_kubeconfig=kube.kubeconfig, cluster_context=kube.context,
+        **(extra or {}),
+    )  # fmt: skip
+    overrides_file = tmp_path / f"capacity-{env_name}.json"
+    overrides_file.write_text(json.dumps(overrides))
+    env = dict(
+        tool_env(kube), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CALLBACK_RESULT_FORMAT="json"
+    )
+    result = run(["ansible-playbook", "playbooks/capacity.yml", "-i", f"inventories/{env_name}",
+                  "-e", f"@{overrides_file}"], env, timeout=600)  # fmt: skip
+    try:
+        out = json.loads(result.stdout)
+    except ValueError:
+        raise AssertionError(
+            f"{env_name}: no JSON from ansible-playbook\n{result.stdout[-4000:]}\n{result.stderr[-3000:]}"
+        ) from None
+    durations = sorted(
+        ((_seconds(t["task"]["duration"]), t["task"]["name"]) for p in out["plays"] for t in p["tasks"]),
+        reverse=True,
+    )
+    print(f"{env_name}: slowest tasks", [f"{name} {secs:.1f}s" for secs, name in durations[:4]])
+    failures = []
+    for play in out["plays"]:
+        for task in play["tasks"]:
+            host = next(iter(task["hosts"].values()), {})
+            if task["task"]["name"].endswith(TASK):
+                return host, result.stdout
+            if host.get("failed"):
+                failures.append(
+                    f"{task['task']['name']}: {[r.get('msg') for r in host.get('results', [host])]}"
+                )
+    raise AssertionError(f"{env_name}: the capacity check did not run: {failures}")
+
+
+def _seconds(duration: dict) -> float:
+    start, end = (
+        datetime.datetime.fromisoformat(duration[k].replace("Z", "+00:00")) for k in ("start", "end")
+    )
+    return (end - start).total_seconds()
+
+
+@pytest.mark.parametrize("env_name", ENVIRONMENTS)
+def test_the_guides_cluster_holds_the_stack(shaped, env_name, tmp_path):
+    node_shape = shape(env_name)
+    shaped.reshape(node_shape)
+    report, _ = preflight(shaped, env_name, tmp_path)
+    print(env_name, report.get("summary"), report.get("msg", ""))
+    assert not report.get("failed"), f"{env_name}: {report.get('msg')}"
+    assert report["fits"], report["problems"]
+    assert report["node_count"] == node_shape.count
+    names = {w["name"] for w in report["workloads"]}
+    assert "logging/loki" in names and "todo/backend" in names, sorted(names)
+    _reports[env_name] = {"shape": dataclasses.asdict(node_shape), "report": report}
+
+
+@pytest.mark.parametrize("env_name", ["oke", "aks"])
+def test_two_nodes_cannot_hold_three_anti_affine_loki_replicas(shaped, env_name, tmp_path):
+    """The OKE and AKS clusters the guides created before had two nodes."""
+    shaped.reshape(dataclasses.replace(shape(env_name), count=2))
+    report, _ = preflight(shaped, env_name, tmp_path)
+    assert report.get("failed"), report
+    assert "needs 3 nodes for logging/loki's required anti-affinity" in report["msg"]
+    assert "the cluster has 2 schedulable nodes" in report["msg"]
+
+
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.1f}"
+
+
+def render_doc(reports: dict[str, dict]) -> str:
+    lines = [
+        "# Capacity: what each inventory requests against its cluster",
+        "",
+        "Generated by `tests/deploy/test_capacity_preflight.py` (`TODO_WRITE_CAPACITY_DOC=1`",
+        "rewrites it) from the capacity preflight (role `capacity`, module",
+        "`todo.platform.cluster_capacity`) run against a kwok cluster shaped like the one each guide in",
+        "`docs/guides/` creates. Requests are the sum of every pod the stack runs: the rendered charts",
+        "(with the values the roles pass) and our own workloads (services with their Dapr sidecars,",
+        "PostgreSQL, the Strimzi brokers). Allocatable is the nodes' capacity minus the kubelet's",
+        "reservations (see `tests/deploy/cloud_shapes.py`); the cloud's own system pods (kube-system)",
+        "come on top and are counted by the preflight on a real cluster.",
+        "",
+        "| inventory | nodes | CPU requested / allocatable | memory (GiB) requested / allocatable "
+        "| pods / allowed | CPU headroom |",
+        "|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for env in ENVIRONMENTS:
+        if env not in reports:
+            continue
+        shape_, rep = reports[env]["shape"], reports[env]["report"]
+        req, alloc = rep["requested"], rep["allocatable"]
+        lines.append(
+            f"| {env} | {shape_['notes']} | {req['cpu'] / 1000:.2f} / {alloc['cpu'] / 1000:.2f} | "
+            f"{_gib(req['memory'])} / {_gib(alloc['memory'])} | {req['pods']} / {alloc['pods']} | "
+            f"{(alloc['cpu'] - req['cpu']) * 100 // max(alloc['cpu'], 1)}% |"
+        )
+    lines += [
+        "",
+        "The preflight stops `site.yml` before anything is installed when a cluster cannot hold the",
+        "stack, naming what is missing (nodes for a workload's required anti-affinity, CPU, memory,",
+        "pods) — for example the two-node OKE and AKS clusters cannot hold Loki's three replicas, whose",
+        "chart requires one node each. `capacity_check: false` skips it; `capacity_extra_workloads`",
+        "adds what else will share the cluster.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def test_capacity_doc_is_current():
+    """Runs after the inventories' preflights above (same module, file order)."""
+    if set(_reports) != set(ENVIRONMENTS):
+        pytest.fail(f"the preflights of {sorted(set(ENVIRONMENTS) - set(_reports))} did not pass; no table")
+    text = render_doc(_reports)
+    if os.environ.get("TODO_WRITE_CAPACITY_DOC") == "1":
+        DOC.write_text(text)
+    assert DOC.exists() and DOC.read_text() == text, (
+        "docs/capacity.md is stale; rerun with TODO_WRITE_CAPACITY_DOC=1 and commit it\n" + text
+    )
