@@ -80,7 +80,8 @@ def _origin_path(root: Path) -> Path | None:
     if not url or "://" in url or (":" in url.split("/")[0] and not url.startswith("/")):
         return None  # empty, or a network remote (https://..., ssh://..., host:path)
     path = Path(url).expanduser()
-    return (path if path.is_absolute() else root / path).resolve()
+    path = (path if path.is_absolute() else root / path).resolve()
+    return path.parent if path.name == ".git" else path  # cloned from <repo>/.git
 
 
 def upstream_data_candidates() -> list[Path]:

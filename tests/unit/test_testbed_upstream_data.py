@@ -45,6 +45,13 @@ def test_a_clean_clone_elsewhere_finds_the_data_beside_its_origin(workspace, mon
     assert kube.upstream_data_dir() == (workspace / "work" / "shared").resolve()
 
 
+def test_a_clone_of_the_git_directory_finds_the_data_too(workspace, monkeypatch):
+    clone = workspace / "ci" / "clone"
+    git("remote", "set-url", "origin", str(workspace / "work" / "main" / ".git"), cwd=clone)
+    monkeypatch.setattr(kube, "repo_root", lambda: clone)
+    assert kube.upstream_data_dir() == (workspace / "work" / "shared").resolve()
+
+
 def test_a_clone_of_a_network_remote_names_the_places_it_tried(workspace, monkeypatch):
     clone = workspace / "ci" / "clone"
     git("remote", "set-url", "origin", "https://example.com/todo-platform.git", cwd=clone)
