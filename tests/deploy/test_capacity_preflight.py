@@ -4,6 +4,9 @@ the cluster each inventory's guide creates (tests/deploy/cloud_shapes.py), both 
 * the guide's cluster holds the inventory's stack: the preflight passes (every enabled chart is
   rendered from the upstream archives of the test data with the values its role passes, plus our
   own workloads);
+* the real kube-scheduler places pods with the same requests and anti-affinity on that cluster
+  (pause pods that kwok marks Ready once scheduled), so the preflight's verdict is checked against
+  the scheduler's;
 * a cluster too small for it stops the deployment with a message that names what is missing: the
   two-node OKE/AKS clusters the guides created before (Loki's three replicas with required
   anti-affinity). The other shortages (CPU, memory, pods, node-by-node placement) and their
@@ -26,6 +29,8 @@ import dataclasses
 import datetime
 import json
 import os
+import re
+import time
 
 import pytest
 from cloud_shapes import shape
@@ -103,6 +108,62 @@ def preflight(kube, env_name: str, tmp_path, extra: dict | None = None) -> tuple
     raise AssertionError(f"{env_name}: the capacity check did not run: {failures}")
 
 
+PROBE_NS = "capacity-probe"
+
+
+def _probe_objects(report: dict) -> list[dict]:
+    """One Deployment (DaemonSet for per-node workloads) per workload of the report: pods with the
+    same requests and the same required anti-affinity, which kwok marks Ready once scheduled."""
+    objects: list[dict] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": PROBE_NS}}]
+    for w in report["workloads"]:
+        name = re.sub(r"[^a-z0-9-]+", "-", w["name"].lower()).strip("-")[:50]
+        pod: dict = {
+            "containers": [{
+                "name": "c", "image": "registry.k8s.io/pause:3.10",
+                "resources": {"requests": {"cpu": f"{w['cpu']}m", "memory": str(w["memory"])}},
+            }],
+        }  # fmt: skip
+        if w["distinct_nodes"]:
+            pod["affinity"] = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": {"matchLabels": {"probe": name}}, "topologyKey": "kubernetes.io/hostname"}
+            ]}}  # fmt: skip
+        spec = {"selector": {"matchLabels": {"probe": name}},
+                "template": {"metadata": {"labels": {"probe": name}}, "spec": pod}}  # fmt: skip
+        if w["per_node"]:
+            kind = "DaemonSet"
+        else:
+            kind, spec["replicas"] = "Deployment", w["pods"]
+        meta = {"name": name, "namespace": PROBE_NS}
+        objects.append({"apiVersion": "apps/v1", "kind": kind, "metadata": meta, "spec": spec})
+    return objects
+
+
+def schedule_like(kube, report: dict, timeout: float = 180) -> tuple[int, list[str]]:
+    """Create the report's pods on the cluster and let the real kube-scheduler place them.
+    Returns (expected pod count, names of the pods still unscheduled when every pod exists and the
+    rest are Ready, with the scheduler's reason)."""
+    kube.kubectl("delete", "namespace", PROBE_NS, "--ignore-not-found", "--wait=true", timeout=180)
+    kube.kubectl("create", "-f", "-", input="\n".join(json.dumps(o) for o in _probe_objects(report)))
+    expected = sum(w["pods"] for w in report["workloads"])
+    deadline = time.monotonic() + timeout
+    while True:
+        pods = json.loads(kube.kubectl("get", "pods", "-n", PROBE_NS, "-o", "json").stdout)["items"]
+        ready, pending = 0, []
+        for pod in pods:
+            conds = {c["type"]: c for c in pod.get("status", {}).get("conditions", [])}
+            if conds.get("Ready", {}).get("status") == "True":
+                ready += 1
+            elif conds.get("PodScheduled", {}).get("status") == "False":
+                pending.append(f"{pod['metadata']['name']}: {conds['PodScheduled'].get('message', '')}")
+        settled = len(pods) == expected and ready + len(pending) == expected
+        # Unschedulable pods are given half the time in case the scheduler is still retrying.
+        if settled and (not pending or time.monotonic() > deadline - timeout / 2):
+            return expected, pending
+        if time.monotonic() > deadline:
+            return expected, pending or [f"only {ready} of {expected} pods Ready after {timeout:.0f}s"]
+        time.sleep(2)
+
+
 def _seconds(duration: dict) -> float:
     start, end = (
         datetime.datetime.fromisoformat(duration[k].replace("Z", "+00:00")) for k in ("start", "end")
@@ -121,6 +182,10 @@ def test_the_guides_cluster_holds_the_stack(shaped, env_name, tmp_path):
     assert report["node_count"] == node_shape.count
     names = {w["name"] for w in report["workloads"]}
     assert "logging/loki" in names and "todo/backend" in names, sorted(names)
+    # The real scheduler agrees: pods of the same requests and anti-affinity all land and get Ready.
+    expected, pending = schedule_like(shaped, report)
+    assert pending == [], f"{env_name}: the preflight passed but the scheduler left pods Pending: {pending}"
+    print(f"{env_name}: all {expected} pods scheduled and Ready")
     _reports[env_name] = {"shape": dataclasses.asdict(node_shape), "report": report}
 
 
@@ -132,6 +197,10 @@ def test_two_nodes_cannot_hold_three_anti_affine_loki_replicas(shaped, env_name,
     assert report.get("failed"), report
     assert "needs 3 nodes for logging/loki's required anti-affinity" in report["msg"]
     assert "the cluster has 2 schedulable nodes" in report["msg"]
+    # What would happen without the preflight: the scheduler leaves the third Loki replica Pending.
+    _, pending = schedule_like(shaped, report, timeout=60)
+    assert [p.split(":")[0].rsplit("-", 2)[0] for p in pending] == ["logging-loki"], pending
+    assert "anti-affinity" in pending[0], pending
 
 
 def _gib(nbytes: int) -> str:
