@@ -1,6 +1,7 @@
 """The kafka role builds the OCI Streaming user name for the Kafka modules (topics, probe, lag) from
-the same kafka_oci_streaming dict the dapr role hands to todo.platform.dapr_kafka_pubsub: both must
-give the same name, with and without an identity domain."""
+the same kafka_oci_streaming dict the dapr role hands to todo.platform.dapr_kafka_pubsub, and the OKE
+inventory builds it for the kafka exporter: all three must give the same name, with and without an
+identity domain."""
 
 from __future__ import annotations
 
@@ -23,18 +24,29 @@ PLAYBOOK = """
     - name: Load the role's internal variables
       ansible.builtin.include_vars:
         file: {vars_file}
-    - name: Write the OCI Streaming user name
+    - name: Load the OKE inventory's monitoring settings (the kafka exporter's user name)
+      ansible.builtin.include_vars:
+        file: {monitoring_file}
+    - name: Write the OCI Streaming user names
       ansible.builtin.copy:
-        content: "{{{{ _kafka_connections.oci_streaming.sasl_username | to_json }}}}"
+        content: >-
+          {{{{ [_kafka_connections.oci_streaming.sasl_username,
+                monitoring_kafka_username | trim] | to_json }}}}
         dest: {out}
         mode: "0600"
 """
 
 
-def role_username(tmp_path: Path, section: dict) -> str:
+def role_usernames(tmp_path: Path, section: dict) -> list[str]:
     out = tmp_path / "username.json"
     playbook = tmp_path / "render.yml"
-    playbook.write_text(PLAYBOOK.format(vars_file=ROOT / "roles/kafka/vars/main.yml", out=out))
+    playbook.write_text(
+        PLAYBOOK.format(
+            vars_file=ROOT / "roles/kafka/vars/main.yml",
+            monitoring_file=ROOT / "inventories/oke/group_vars/todo_platform/monitoring.yml",
+            out=out,
+        )
+    )
     extra = tmp_path / "extra.json"
     extra.write_text(json.dumps({"kafka_oci_streaming": section, "kafka_provider": "oci_streaming"}))
     result = subprocess.run(
@@ -69,9 +81,9 @@ def component_username(section: dict) -> str:
     ],
     ids=["with domain", "domain null", "domain left out"],
 )
-def test_role_and_component_build_the_same_user_name(tmp_path, domain, expected):
+def test_role_exporter_and_component_build_the_same_user_name(tmp_path, domain, expected):
     section = {"tenancy": "mytenancy", "user": "todo-streaming", "stream_pool_id": POOL}
     if domain != "absent":
         section["domain"] = domain
-    assert role_username(tmp_path, section) == expected
+    assert role_usernames(tmp_path, section) == [expected, expected]
     assert component_username(section) == expected
