@@ -1,7 +1,7 @@
-"""playbooks/runbooks/fanout-groups-cleanup.yml end to end: the pods come from the test bed's
-Kubernetes API (kwok), the groups live in the test bed's real Kafka (reached as an external Kafka,
-like a managed one from the control host). The app-id is unique per run so that no other test's
-groups can match."""
+"""The Kafka runbooks end to end (fanout-groups-cleanup.yml, consumer-lag.yml): the pods come from
+the test bed's Kubernetes API (kwok), the groups live in the test bed's real Kafka (reached as an
+external Kafka, like a managed one from the control host). The app-id is unique per run so that no
+other test's groups can match."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ pytestmark = pytest.mark.testbed
 
 ROOT = Path(__file__).resolve().parents[3]
 RUNBOOK = ROOT / "playbooks/runbooks/fanout-groups-cleanup.yml"
+LAG_RUNBOOK = ROOT / "playbooks/runbooks/consumer-lag.yml"
 
 
 def groups_with_prefix(kafka, prefix: str) -> set[str]:
@@ -58,7 +59,7 @@ def inventory(tmp_path: Path, kube, kafka, namespace: str, app: str, provider: s
     return inv
 
 
-def run_runbook(inv: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def run_runbook(inv: Path, *extra: str, runbook: Path = RUNBOOK) -> subprocess.CompletedProcess[str]:
     env = dict(
         os.environ,
         ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
@@ -67,7 +68,7 @@ def run_runbook(inv: Path, *extra: str) -> subprocess.CompletedProcess[str]:
         ANSIBLE_ROLES_PATH=str(ROOT / "roles"),
     )
     return subprocess.run(
-        [str(Path(sys.executable).with_name("ansible-playbook")), str(RUNBOOK), "-i", str(inv), *extra],
+        [str(Path(sys.executable).with_name("ansible-playbook")), str(runbook), "-i", str(inv), *extra],
         cwd=ROOT,
         env=env,
         text=True,
@@ -118,3 +119,19 @@ def test_runbook_deletes_the_groups_of_vanished_pods(tmp_path, kube, kafka):
     kube.kubectl("delete", "namespace", namespace, "--wait=false")
     admin.delete_consumer_groups([live], request_timeout=60)[live].result()
     admin.delete_topics([topic])[topic].result(60)
+
+
+def test_consumer_lag_runbook_reads_an_unauthenticated_kafka(tmp_path, kube, kafka):
+    """No SASL user name set: the runbook must leave it out (not pass Ansible's omit placeholder)."""
+    run_id = uuid.uuid4().hex[:8]
+    topic = "task-events"
+    group = f"audit-kwlag{run_id}"
+    admin = AdminClient(kafka.client_config("plaintext"))
+    # the runbook reads the platform's two topics; they may exist already (other tests)
+    admin.create_topics([NewTopic(t, num_partitions=1, replication_factor=1) for t in (topic, "reminders")])
+    left_behind(kafka, group, topic)
+    inv = inventory(tmp_path, kube, kafka, "todo", "sync", "external")
+    result = run_runbook(inv, "-e", json.dumps({"lag_groups": [group]}), runbook=LAG_RUNBOOK)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert group in result.stdout
+    admin.delete_consumer_groups([group], request_timeout=60)[group].result()
