@@ -6,13 +6,19 @@ Not part of ``scripts/test``: the node base costs one more debootstrap on a cold
     pytest -q tests/containers
 
 What it shows: a Debian root file system with systemd as PID 1 boots in a privileged container of the
-test bed's Docker (whose default runtime drops the capabilities this VM withholds), and containerd 2
-built from the Go module proxy runs inside it and starts a container of its own with Debian's runc.
+test bed's Docker (whose default runtime drops the capabilities this VM withholds); containerd 2
+built from the Go module proxy runs inside it and starts a container of its own with Debian's runc;
+and a standalone kubelet (built from the same Kubernetes version as the test bed's control plane)
+runs a static pod of the services image through containerd's CRI and Debian's CNI plugins: UID 10001,
+no capabilities, the RuntimeDefault seccomp profile, answering HTTP on its pod IP.  The node has no
+network of its own (``--network none``); pods talk only on the node's internal bridge.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import shutil
 import subprocess
 import time
@@ -20,7 +26,7 @@ import uuid
 
 import pytest
 from testbed.gobuild import CONTAINERD_VERSION, ensure_built
-from testbed.images import ensure_base_image
+from testbed.images import ensure_base_image, ensure_services_image
 
 pytestmark = pytest.mark.testbed
 
@@ -37,6 +43,108 @@ Restart=always
 
 [Install]
 WantedBy=multi-user.target
+"""
+
+#: The sandbox ("pause") container of every pod: a python3 program that waits for SIGTERM, built here
+#: on the python3 base (no registry; it is named for what it is, not as the upstream pause image).
+SANDBOX_IMAGE = "testbed/sandbox:python3"
+SANDBOX_DOCKERFILE = """\
+ARG BASE
+FROM ${BASE}
+ENTRYPOINT ["python3", "-c", \\
+  "import signal, sys; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); signal.pause()"]
+"""
+
+CONTAINERD_CONFIG = f"""\
+version = 3
+
+[plugins.'io.containerd.cri.v1.runtime']
+  # kubelet gives pod sandboxes oom_score_adj -998; lowering a score needs CAP_SYS_RESOURCE, which
+  # this VM withholds, and runc then fails with "can't get final child's PID from pipe: EOF"
+  restrict_oom_score_adj = true
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = ['/usr/lib/cni']
+    conf_dir = '/etc/cni/net.d'
+  [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+    runtime_type = 'io.containerd.runc.v2'
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+      SystemdCgroup = false
+
+[plugins.'io.containerd.cri.v1.images'.pinned_images]
+  sandbox = 'docker.io/{SANDBOX_IMAGE}'
+"""
+
+POD_SUBNET = "10.88.0.0/24"
+FIRST_POD_IP = "10.88.0.2"  # host-local hands out the first address after the gateway
+CNI_CONFIG = json.dumps(
+    {
+        "cniVersion": "1.0.0",
+        "name": "testbed-pods",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": "cni0",
+                "isGateway": True,
+                "ipMasq": False,
+                "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_SUBNET}]]},
+            },  # fmt: skip
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+        ],
+    }
+)
+
+KUBELET_CONFIG = """\
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+# this VM mounts cgroup v1; kubelet >= 1.35 refuses it unless told otherwise
+failCgroupV1: false
+cgroupDriver: cgroupfs
+containerRuntimeEndpoint: unix:///run/containerd/containerd.sock
+staticPodPath: /etc/kubernetes/manifests
+authentication:
+  anonymous: {enabled: true}
+  webhook: {enabled: false}
+authorization: {mode: AlwaysAllow}
+failSwapOn: false
+"""
+
+KUBELET_UNIT = """\
+[Unit]
+Description=kubelet (standalone: static pods only, no API server)
+After=containerd.service
+
+[Service]
+ExecStart=/opt/kubelet/kubelet --config /etc/kubernetes/kubelet.yaml --hostname-override node
+Restart=always
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+STATIC_POD = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: backend
+  namespace: default
+spec:
+  securityContext:
+    runAsNonRoot: true
+    runAsUser: 10001
+    runAsGroup: 10001
+    seccompProfile: {{type: RuntimeDefault}}
+  containers:
+    - name: backend
+      image: docker.io/library/{image}
+      imagePullPolicy: Never
+      args: [backend]
+      env:
+        - {{name: JWT_SECRET, value: {jwt}}}
+        - {{name: DAPR_READY_CHECK, value: "false"}}
+      securityContext:
+        allowPrivilegeEscalation: false
+        readOnlyRootFilesystem: true
+        capabilities: {{drop: [ALL]}}
 """
 
 
@@ -62,17 +170,19 @@ def _ok(done: subprocess.CompletedProcess) -> str:
 
 @pytest.fixture(scope="module")
 def node(docker_engine):
-    """A privileged container booting systemd, like a kind node (tmpfs /run and /tmp, /var/lib/containerd
-    on a volume so containerd's overlay snapshots are not nested in Docker's overlay)."""
+    """A privileged container booting systemd, like a kind node (tmpfs /run and /tmp; containerd's and
+    kubelet's state on volumes, so containerd's overlay snapshots are not nested in Docker's overlay)."""
     host = docker_engine.host
     image = ensure_base_image(host, "node")
     containerd_bin = ensure_built("containerd")
+    kubelet_bin = ensure_built("kubelet")
     name = f"tb-node-{uuid.uuid4().hex[:8]}"
     _ok(
         _docker(
             host, "run", "-d", "--name", name, "--hostname", name, "--privileged", "--network", "none",
             "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
-            "-v", "/var/lib/containerd", "-v", f"{containerd_bin}:/usr/local/bin:ro",
+            "-v", "/var/lib/containerd", "-v", "/var/lib/kubelet",
+            "-v", f"{containerd_bin}:/usr/local/bin:ro", "-v", f"{kubelet_bin}:/opt/kubelet:ro",
             "--stop-signal", "SIGRTMIN+3", image,
         )
     )  # fmt: skip
@@ -102,38 +212,119 @@ def test_systemd_boots_as_pid_1(docker_engine, node):
     assert _ok(_docker(docker_engine.host, "exec", node, "cat", "/proc/1/comm")).strip() == "systemd"
 
 
-def test_containerd_2_runs_a_container_inside_the_node(docker_engine, node):
-    host = docker_engine.host
-    assert _system_state(host, node)[0] == "running"
+def _write(host: str, node: str, path: str, text: str) -> None:
     _ok(
         _docker(
-            host, "exec", "-i", node, "sh", "-c", "cat > /etc/systemd/system/containerd.service",
-            input=CONTAINERD_UNIT.encode(),
+            host,
+            "exec",
+            "-i",
+            node,
+            "sh",
+            "-c",
+            f"mkdir -p $(dirname {path}) && cat > {path}",
+            input=text.encode(),
         )
-    )  # fmt: skip
+    )
+
+
+def _start_containerd(host: str, node: str) -> str:
+    """containerd as a systemd unit of the node (CRI and CNI configured); returns ``ctr version``."""
+    assert _system_state(host, node)[0] == "running"
+    _write(host, node, "/etc/containerd/config.toml", CONTAINERD_CONFIG)
+    _write(host, node, "/etc/cni/net.d/10-testbed.conflist", CNI_CONFIG)
+    _write(host, node, "/etc/systemd/system/containerd.service", CONTAINERD_UNIT)
     _ok(_docker(host, "exec", node, "systemctl", "daemon-reload"))
     _ok(_docker(host, "exec", node, "systemctl", "enable", "--now", "containerd"))
     deadline = time.monotonic() + 60
     while True:
         version = _docker(host, "exec", node, "ctr", "version")
         if version.returncode == 0 or time.monotonic() > deadline:
-            break
+            return _ok(version)
         time.sleep(1)
-    server = _ok(version).split("Server:", 1)[-1]
-    assert CONTAINERD_VERSION in server, server
 
-    image = ensure_base_image(host, "python3")
+
+def _load(host: str, node: str, namespace: str, *images: str) -> None:
+    """``docker save`` from the test bed's engine into the node's containerd (``ctr images import``)."""
     saved = subprocess.run(
-        [shutil.which("docker") or "docker", "save", image],
+        [shutil.which("docker") or "docker", "save", *images],
         env=os.environ | {"DOCKER_HOST": host},
         capture_output=True,
         check=True,
-        timeout=300,
+        timeout=600,
     ).stdout
-    _ok(_docker(host, "exec", "-i", node, "ctr", "-n", "testbed", "images", "import", "-", input=saved))
+    _ok(
+        _docker(
+            host,
+            "exec",
+            "-i",
+            node,
+            "ctr",
+            "-n",
+            namespace,
+            "images",
+            "import",
+            "-",
+            input=saved,
+            timeout=600,
+        )
+    )
+
+
+def test_containerd_2_runs_a_container_inside_the_node(docker_engine, node):
+    host = docker_engine.host
+    server = _start_containerd(host, node).split("Server:", 1)[-1]
+    assert CONTAINERD_VERSION in server, server
+
+    image = ensure_base_image(host, "python3")
+    _load(host, node, "testbed", image)
     ref = f"docker.io/{image}"  # how ctr names a Docker Hub style reference
     run = _docker(
         host, "exec", node, "ctr", "-n", "testbed", "run", "--rm", ref, f"t-{uuid.uuid4().hex[:6]}",
         "python3", "-c", "import os; print('inside', os.getpid())",
     )  # fmt: skip
     assert _ok(run).split() == ["inside", "1"]
+
+
+def test_kubelet_runs_a_static_pod_of_the_services_image(docker_engine, node, tmp_path):
+    host = docker_engine.host
+    base = ensure_base_image(host, "python3")
+    services = ensure_services_image(host)
+    (tmp_path / "Dockerfile").write_text(SANDBOX_DOCKERFILE)
+    build = _docker(
+        host, "build", "--network", "none", "--build-arg", f"BASE={base}", "-t", SANDBOX_IMAGE, str(tmp_path)
+    )
+    _ok(build)
+    _start_containerd(host, node)
+    _load(host, node, "k8s.io", SANDBOX_IMAGE, services)
+    _write(host, node, "/etc/kubernetes/kubelet.yaml", KUBELET_CONFIG)
+    _write(host, node, "/etc/systemd/system/kubelet.service", KUBELET_UNIT)
+    _write(
+        host, node, "/etc/kubernetes/manifests/backend.yaml",
+        STATIC_POD.format(image=services, jwt=secrets.token_urlsafe(32)),
+    )  # fmt: skip
+    _ok(_docker(host, "exec", node, "systemctl", "daemon-reload"))
+    _ok(_docker(host, "exec", node, "systemctl", "start", "kubelet"))
+
+    request = f"exec 3<>/dev/tcp/{FIRST_POD_IP}/8000; printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3"
+    deadline = time.monotonic() + 240
+    reply = None
+    while time.monotonic() < deadline:
+        reply = _docker(host, "exec", node, "bash", "-c", request, timeout=30)
+        if reply.returncode == 0 and b"200 OK" in reply.stdout:
+            break
+        time.sleep(2)
+    journal = _docker(host, "exec", node, "journalctl", "-u", "kubelet", "--no-pager", "-o", "cat")
+    errors = [line for line in journal.stdout.decode(errors="replace").splitlines() if line.startswith("E")]
+    assert reply is not None and b"200 OK" in reply.stdout, (
+        "no answer from the pod; kubelet errors:\n" + "\n".join(errors[-10:])
+    )
+    assert reply.stdout.rstrip().endswith(b'{"status":"ok"}')
+    status = _ok(
+        _docker(
+            host, "exec", node, "bash", "-c",
+            "for p in $(pgrep -x todo-service); do grep -E '^(Uid|CapEff|Seccomp):' /proc/$p/status; done",
+        )
+    )  # fmt: skip
+    assert "Uid:\t10001\t10001\t10001\t10001" in status, status
+    assert "CapEff:\t0000000000000000" in status, status
+    assert "Seccomp:\t2" in status, status  # a seccomp filter: the RuntimeDefault profile

@@ -212,6 +212,15 @@ TOOLS: dict[str, GoTool] = {
             ldflags=(f"-X github.com/containerd/containerd/v2/version.Version={CONTAINERD_VERSION}",),
             purpose="containerd 2, ctr and the runc shim for a Kubernetes node container (spike)",
         ),
+        GoTool(
+            name="kubelet",
+            version=KUBERNETES_VERSION,
+            module_dir="kubelet",
+            module="k8s.io/kubernetes",
+            packages=("k8s.io/kubernetes/cmd/kubelet",),
+            ldflags=_k8s_ldflags(KUBERNETES_VERSION),
+            purpose="kubelet for a Kubernetes node container (spike)",
+        ),
     )
 }
 
