@@ -6,7 +6,8 @@ import subprocess
 import uuid
 
 import pytest
-from testbed.docker import RUNTIME
+from testbed.core import Run
+from testbed.docker import RUNTIME, Docker, mounts_under
 from testbed.images import ensure_base_image
 from testbed.oci_runtime_wrapper import bounding_set, missing_caps
 
@@ -122,3 +123,23 @@ def test_plain_runc_is_what_the_wrapper_is_for(docker_engine, base_image):
         assert "unable to apply caps: operation not permitted" in done.stderr, done.stderr
     else:
         assert done.returncode == 0, done.stderr
+
+
+def test_destroy_leaves_no_mount_and_no_directory():
+    """dockerd keeps its network namespace bind-mounted under its exec root; destroy() detaches it so
+    the run directory goes away (one stale mount per session otherwise)."""
+    run = Run(f"docker-destroy-{uuid.uuid4().hex[:8]}")
+    engine = Docker(run)
+    try:
+        engine.start()
+        rundir = engine.rundir
+        assert rundir is not None
+        # a container on the host network makes dockerd bind-mount exec/netns/default
+        image = ensure_base_image(engine.host, "python3")
+        _docker(engine.host, "run", "--rm", "--network", "host", image, "true", check=True)
+        assert mounts_under(rundir), "dockerd did not mount anything under its exec root"
+    finally:
+        engine.destroy()
+        run.remove_data()
+    assert mounts_under(rundir) == []
+    assert not rundir.exists()

@@ -19,6 +19,7 @@ import contextlib
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -71,6 +72,26 @@ def runtime_launcher(directory: Path) -> Path:
     )
     launcher.chmod(0o755)
     return launcher
+
+
+def mounts_under(path: Path) -> list[str]:
+    """Mount points at or below ``path``, deepest first (from /proc/self/mountinfo)."""
+    root = str(path.resolve())
+    found = []
+    with contextlib.suppress(OSError), open("/proc/self/mountinfo") as handle:
+        for line in handle:
+            # field 5 is the mount point, with spaces and the like octal-escaped
+            point = line.split()[4].encode().decode("unicode_escape")
+            if point == root or point.startswith(root + "/"):
+                found.append(point)
+    return sorted(found, key=len, reverse=True)
+
+
+def unmount_under(path: Path) -> None:
+    """Detach every mount below ``path`` (``umount --lazy``), so the directory can be removed."""
+    umount = shutil.which("umount") or "/bin/umount"
+    for point in mounts_under(path):
+        subprocess.run([umount, "--lazy", point], capture_output=True, check=False)
 
 
 @register("docker", default=False, order=60)
@@ -156,6 +177,8 @@ class Docker(Component):
     def destroy(self) -> None:
         self.stop()
         if self.rundir is not None:
+            # dockerd leaves its network namespace bind-mounted (exec/netns/default) when it stops
+            unmount_under(self.rundir)
             shutil.rmtree(self.rundir, ignore_errors=True)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
