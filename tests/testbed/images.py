@@ -49,6 +49,8 @@ SUITE = "bookworm"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 #: bump when the way a tree is made changes (so cached tarballs of the old recipe are not reused)
 RECIPE_VERSION = "1"
+#: the host's apt sources: one-line ``sources.list`` and the ``sources.list.d`` directory
+APT_SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
 
 
 @dataclass(frozen=True)
@@ -115,9 +117,10 @@ def debian_mirror() -> str:
     override = os.environ.get("TESTBED_DEBIAN_MIRROR")
     if override:
         return override
-    files = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    one_line, directory = APT_SOURCES
+    files = [one_line, *sorted(directory.glob("*"))]
     for path in files:
-        if path.suffix not in (".list", ".sources") and path.name != "sources.list":
+        if path.suffix not in (".list", ".sources") and path != one_line:
             continue
         try:
             text = path.read_text()
