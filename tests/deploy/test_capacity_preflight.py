@@ -198,7 +198,7 @@ def test_two_nodes_cannot_hold_three_anti_affine_loki_replicas(shaped, env_name,
     assert "needs 3 nodes for logging/loki's required anti-affinity" in report["msg"]
     assert "the cluster has 2 schedulable nodes" in report["msg"]
     # What would happen without the preflight: the scheduler leaves the third Loki replica Pending.
-    _, pending = schedule_like(shaped, report, timeout=60)
+    _, pending = schedule_like(shaped, report, timeout=30)
     assert [p.split(":")[0].rsplit("-", 2)[0] for p in pending] == ["logging-loki"], pending
     assert "anti-affinity" in pending[0], pending
 
