@@ -12,8 +12,9 @@ Allocatable = capacity - kube/system reserved - hard eviction threshold (100Mi e
 * AKS (Kubernetes 1.29+): CPU 60m for 1 core, 100m for 2, 140m for 4, 180m for 8; memory
   20 MB per allowed pod + 50 MB (at most 25% of the machine). Azure CNI (the guide's
   ``--network-plugin azure``) allows 30 pods per node by default.
-* OKE's reservations are not published as a formula; the GKE one is used (an assumption, of the
-  same size as what OKE nodes report).
+* OKE's reservations are not published as a formula; the GKE one is used (an assumption).
+  With VCN-native pod networking (the guide's ``OCI_VCN_IP_NATIVE``) the pods per node are bounded
+  by the shape's secondary VNICs, 31 each.
 * kind and minikube run the kubelet without reservations: allocatable is what Docker gives them.
 """
 
@@ -134,11 +135,17 @@ def shape(env: str) -> NodeShape:
         ocpus, mem = int(m.group(1)), int(m.group(2)) * 1024
         cpus = ocpus  # an Ampere A1 OCPU is one core, seen by the kubelet as one CPU
         r_cpu, r_mem = gke_reserved(cpus, mem)
+        # VCN-native pod networking: 31 pod addresses per secondary VNIC; an A1 node has one VNIC per
+        # OCPU, at least two, the first being the node's own.
+        native = "OCI_VCN_IP_NATIVE" in text
+        pods = (max(ocpus, 2) - 1) * 31 if native else 110
         return NodeShape(
             count=count, cpu=str(cpus), memory=f"{mem}Mi", allocatable_cpu=f"{cpus * 1000 - r_cpu}m",
-            allocatable_memory=f"{mem - r_mem}Mi", arch="arm64", instance_type="VM.Standard.A1.Flex",
-            zones=tuple(f"AD-{i}" for i in (1, 2, 3))[:count], storage_class="oci-bv",
+            allocatable_memory=f"{mem - r_mem}Mi", pods=pods, arch="arm64",
+            instance_type="VM.Standard.A1.Flex", zones=tuple(f"AD-{i}" for i in (1, 2, 3))[:count],
+            storage_class="oci-bv",
             storage_provisioner="blockvolume.csi.oraclecloud.com", prefix="oke",
-            notes=f"{count} x VM.Standard.A1.Flex {ocpus} OCPU / {mem // 1024} GB, reservations as on GKE",
+            notes=f"{count} x VM.Standard.A1.Flex {ocpus} OCPU / {mem // 1024} GB, {pods} pods per node"
+            + (" (VCN-native)" if native else "") + ", reservations as on GKE",
         )  # fmt: skip
     raise KeyError(env)
