@@ -127,6 +127,8 @@ options:
             the default domain of a tenancy with identity domains.
           - Leave it out (or null) for a tenancy without identity domains; the user name then has three
             parts. When given it must be non-empty, without C(/) and without leading or trailing spaces.
+          - There is no default (version 0.1.0 of the collection used V(Default)). A tenancy with
+            identity domains must name one, or Streaming refuses the SASL login.
         type: str
       user:
         description:
