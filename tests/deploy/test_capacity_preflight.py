@@ -18,9 +18,12 @@ that table, and ``test_capacity_doc_is_current`` fails when it is stale (``TODO_
 rewrites it).
 
 Only the preflight runs here (rendering and arithmetic against the API server's nodes, ~10 s per
-inventory); installing the five inventories' releases on their shapes for real would cost minutes
-each on the CI machine's two cores, so the releases are installed for real once, by the molecule kwok
-scenario.
+inventory), followed by the pause-pod probe above; no Helm release is installed. Installing the five
+inventories' releases on their shapes would cost minutes each on the CI machine's two cores, and no
+other test installs them either: the molecule kwok scenario keeps every chart off
+(``*_install_chart: false`` in molecule/kwok/inventory/host_vars/todo-kwok.yml). What the charts
+create is checked by rendering them (tests/deploy/test_chart_render.py: helm template with each
+role's values, server-side dry run against the test bed's API server).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import re
 import time
 
 import pytest
+import yaml
 from cloud_shapes import shape
 from deploy_support import ENVIRONMENTS, ROOT, crds_dir, run, tool_env
 
@@ -62,21 +66,21 @@ def shaped(testbed_run):
         comp.destroy()
 
 
-def preflight(kube, env_name: str, tmp_path, extra: dict | None = None) -> tuple[dict, str]:
-    """Run playbooks/capacity.yml for an inventory; returns the capacity task's result and the output."""
+def run_capacity(kube, env_name: str, tmp_path, extra: dict | None = None) -> tuple[dict, str]:
+    """Run playbooks/capacity.yml for an inventory; returns the JSON callback's result and the output."""
     from testbed import gobuild
 
     charts = crds_dir().parent / "charts"
     overrides = {key: f"{charts}/{archive}" for key, archive in CHART_ARCHIVES.items()}
     overrides.update(
-        # The other repositories' URLs do not apply to a local archive.
-        dapr_chart_repo_url="", logging_alloy_chart_repo_url="",
+        # The roles' default repository URLs stay in place: they do not apply to a local archive
+        # (todo.platform.chart_repo_url).
         capacity_helm_binary=str(gobuild.TOOLS["helm"].binary()),
         # No image is built here: any immutable reference satisfies the apps preflight.
         apps_image="registry.example.test/todo-services:src-0123456789abcdef",
         cluster_kubeconfig=kube.kubeconfig, cluster_context=kube.context,
-        **(extra or {}),
     )  # fmt: skip
+    overrides.update(extra or {})
     overrides_file = tmp_path / f"capacity-{env_name}.json"
     overrides_file.write_text(json.dumps(overrides))
     env = dict(
@@ -90,6 +94,12 @@ def preflight(kube, env_name: str, tmp_path, extra: dict | None = None) -> tuple
         raise AssertionError(
             f"{env_name}: no JSON from ansible-playbook\n{result.stdout[-4000:]}\n{result.stderr[-3000:]}"
         ) from None
+    return out, result.stdout + result.stderr
+
+
+def preflight(kube, env_name: str, tmp_path, extra: dict | None = None) -> tuple[dict, str]:
+    """Run playbooks/capacity.yml for an inventory; returns the capacity task's result and the output."""
+    out, stdout = run_capacity(kube, env_name, tmp_path, extra)
     durations = sorted(
         ((_seconds(t["task"]["duration"]), t["task"]["name"]) for p in out["plays"] for t in p["tasks"]),
         reverse=True,
@@ -100,7 +110,7 @@ def preflight(kube, env_name: str, tmp_path, extra: dict | None = None) -> tuple
         for task in play["tasks"]:
             host = next(iter(task["hosts"].values()), {})
             if task["task"]["name"].endswith(TASK):
-                return host, result.stdout
+                return host, stdout
             if host.get("failed"):
                 failures.append(
                     f"{task['task']['name']}: {[r.get('msg') for r in host.get('results', [host])]}"
@@ -182,6 +192,15 @@ def test_the_guides_cluster_holds_the_stack(shaped, env_name, tmp_path):
     assert report["node_count"] == node_shape.count
     names = {w["name"] for w in report["workloads"]}
     assert "logging/loki" in names and "todo/backend" in names, sorted(names)
+    # The operator's objects become pods too (Prometheus and Alertmanager StatefulSets), and so does
+    # the metrics-server the monitoring role installs where the platform has none.
+    assert any(n.startswith("monitoring/") and n.endswith("-prometheus") for n in names), sorted(names)
+    assert any(n.startswith("monitoring/") and n.endswith("-alertmanager") for n in names), sorted(names)
+    monitoring = yaml.safe_load(
+        (ROOT / "inventories" / env_name / "group_vars" / "todo_platform" / "monitoring.yml").read_text()
+    )
+    if monitoring.get("monitoring_metrics_server_install"):
+        assert "kube-system/metrics-server" in names, sorted(names)
     # The real scheduler agrees: pods of the same requests and anti-affinity all land and get Ready.
     expected, pending = schedule_like(shaped, report)
     assert pending == [], f"{env_name}: the preflight passed but the scheduler left pods Pending: {pending}"
@@ -197,10 +216,35 @@ def test_two_nodes_cannot_hold_three_anti_affine_loki_replicas(shaped, env_name,
     assert report.get("failed"), report
     assert "needs 3 nodes for logging/loki's required anti-affinity" in report["msg"]
     assert "the cluster has 2 schedulable nodes" in report["msg"]
+    # ... and what the user changes: the logging role's Loki settings, or the check's own.
+    msg = report["msg"]
+    assert "logging/loki: logging_values_overrides (Loki: singleBinary.replicas" in msg, msg
+    assert "capacity_check: false skips the check" in msg, msg
     # What would happen without the preflight: the scheduler leaves the third Loki replica Pending.
     _, pending = schedule_like(shaped, report, timeout=30)
     assert [p.split(":")[0].rsplit("-", 2)[0] for p in pending] == ["logging-loki"], pending
     assert "anti-affinity" in pending[0], pending
+
+
+PLANTED = "planted-secret-3f9c1e7a"
+
+
+def test_a_failing_render_names_the_chart_and_hides_the_values(shaped, tmp_path):
+    """The values sent to helm can hold credentials: a failed render reports the release and
+    helm's error, never the values."""
+    shaped.reshape(shape("kind"))
+    helm = tmp_path / "failing-helm"
+    helm.write_text("#!/bin/sh\ncat >/dev/null\necho 'Error: chart rendering refused (test)' >&2\nexit 1\n")
+    helm.chmod(0o755)
+    values = {"dapr_chart_values": {"global": {"extraSecret": PLANTED}}, "capacity_helm_binary": str(helm)}
+    out, output = run_capacity(shaped, "kind", tmp_path, values)
+    failed = [
+        (t["task"]["name"], host.get("msg"))
+        for p in out["plays"] for t in p["tasks"] for host in t["hosts"].values() if host.get("failed")
+    ]  # fmt: skip
+    assert failed and failed[0][0].endswith("Check that every chart rendered"), failed
+    assert "helm template of dapr" in output and "chart rendering refused (test)" in output, failed
+    assert PLANTED not in output
 
 
 def _gib(nbytes: int) -> str:

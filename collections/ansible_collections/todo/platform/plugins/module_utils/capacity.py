@@ -25,7 +25,14 @@ _SUFFIX = {
     "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
     "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50, "Ei": 2.0**60,
 }  # fmt: skip
-_QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
+_QUANTITY = re.compile(
+    r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$"
+)
+# Objects the Prometheus operator turns into StatefulSets (DaemonSet for an agent in DaemonSet mode).
+OPERATOR_KINDS = ("Prometheus", "PrometheusAgent", "Alertmanager")
+# The operator's flags for the config-reloader container it adds to those pods (the chart sets them
+# on the operator Deployment from prometheusOperator.prometheusConfigReloader.resources).
+_RELOADER_FLAGS = {"cpu": "--config-reloader-cpu-request=", "memory": "--config-reloader-memory-request="}
 
 
 class CapacityError(ValueError):
@@ -43,7 +50,10 @@ def quantity(value, what="quantity"):
     match = _QUANTITY.match(str(value).strip())
     if not match:
         raise CapacityError(f"{what}: {value!r} is not a Kubernetes quantity (e.g. 250m, 2, 512Mi, 4Gi)")
-    return float(match.group(1)) * _SUFFIX[match.group(2) or ""]
+    try:
+        return float(match.group(1)) * _SUFFIX[match.group(2) or ""]
+    except (ValueError, OverflowError):
+        raise CapacityError(f"{what}: {value!r} is not a Kubernetes quantity (e.g. 250m, 2, 512Mi)") from None
 
 
 def millicores(value, what="cpu"):
@@ -63,7 +73,10 @@ def fmt_mem(nbytes):
 
 
 def _requests(container):
-    req = ((container or {}).get("resources") or {}).get("requests") or {}
+    """(cpu, memory) requested by a container; a resource with a limit and no request requests
+    its limit (the API server's defaulting)."""
+    resources = (container or {}).get("resources") or {}
+    req = dict(resources.get("limits") or {}, **(resources.get("requests") or {}))
     name = (container or {}).get("name", "?")
     return millicores(req.get("cpu"), f"{name} cpu request"), mem_bytes(
         req.get("memory"), f"{name} memory request"
@@ -72,20 +85,22 @@ def _requests(container):
 
 def pod_requests(pod_spec):
     """Effective (cpu millicores, memory bytes) a pod asks the scheduler for: its containers plus
-    sidecar init containers (restartPolicy Always), or the largest plain init container if more;
-    plus the pod overhead."""
+    sidecar init containers (restartPolicy Always), or more if a plain init container with the
+    sidecars started before it needs more (the effective init request); plus the pod overhead."""
     pod_spec = pod_spec or {}
     cpu = mem = 0
     for c in pod_spec.get("containers") or []:
         c_cpu, c_mem = _requests(c)
         cpu, mem = cpu + c_cpu, mem + c_mem
     init_cpu = init_mem = 0
+    side_cpu = side_mem = 0  # sidecars started so far: they keep running beside later init containers
     for c in pod_spec.get("initContainers") or []:
         c_cpu, c_mem = _requests(c)
         if c.get("restartPolicy") == "Always":
-            cpu, mem = cpu + c_cpu, mem + c_mem
+            side_cpu, side_mem = side_cpu + c_cpu, side_mem + c_mem
         else:
-            init_cpu, init_mem = max(init_cpu, c_cpu), max(init_mem, c_mem)
+            init_cpu, init_mem = max(init_cpu, side_cpu + c_cpu), max(init_mem, side_mem + c_mem)
+    cpu, mem = cpu + side_cpu, mem + side_mem
     overhead = pod_spec.get("overhead") or {}
     return (
         max(cpu, init_cpu) + millicores(overhead.get("cpu")),
@@ -129,18 +144,80 @@ def normalize_workload(raw, sidecar=None):
     }
 
 
+def _count(value, what):
+    try:
+        return int(value if value is not None else 1)
+    except (TypeError, ValueError):
+        raise CapacityError(f"{what}: {value!r} is not a number") from None
+
+
+def _reloader_requests(manifests):
+    """Requests of the operator's config-reloader container, from the operator Deployment's
+    --config-reloader-*-request flags among the manifests (0 or absent: the operator sets none)."""
+    for obj in manifests or []:
+        if not isinstance(obj, dict) or obj.get("kind") != "Deployment":
+            continue
+        pod_spec = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+        for c in pod_spec.get("containers") or []:
+            found = {}
+            for arg in c.get("args") or []:
+                for key, flag in _RELOADER_FLAGS.items():
+                    if str(arg).startswith(flag):
+                        found[key] = str(arg).split("=", 1)[1]
+            if found:
+                return found
+    return {}
+
+
+def _operator_workload(obj, reloader):
+    """The pods the Prometheus operator makes of a Prometheus, PrometheusAgent or Alertmanager:
+    the main container (spec.resources), the config-reloader sidecar and its init container (the
+    requests the operator was given, see _reloader_requests), the Thanos sidecar if any."""
+    kind = obj["kind"]
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    name = f"{meta.get('namespace') or '-'}/{meta.get('name', '?')}"
+    # Without the operator's Deployment among the manifests (operator installed separately) its
+    # reloader requests are unknown here: only spec.resources is counted.
+    reloader_c = {"name": "config-reloader", "resources": {"requests": dict(reloader)}}
+    containers = [{"name": kind.lower(), "resources": spec.get("resources") or {}}, reloader_c]
+    if kind == "Prometheus" and spec.get("thanos") is not None:
+        thanos = spec.get("thanos") or {}
+        containers.append({"name": "thanos-sidecar", "resources": thanos.get("resources") or {}})
+    init = [dict(reloader_c, name="init-config-reloader")]
+    cpu, mem = pod_requests({"containers": containers, "initContainers": init})
+    replicas = _count(spec.get("replicas"), f"{kind} {name} spec.replicas")
+    if kind != "Alertmanager":
+        replicas *= _count(spec.get("shards"), f"{kind} {name} spec.shards")
+    return {
+        "name": name,
+        "replicas": replicas,
+        "cpu": cpu,
+        "memory": mem,
+        "distinct_nodes": _needs_distinct_nodes(spec),
+        "per_node": kind == "PrometheusAgent" and spec.get("mode") == "DaemonSet",
+    }
+
+
 def workloads_from_manifests(manifests, sidecar=None):
-    """Workloads of rendered objects (Deployments, StatefulSets, ReplicaSets, DaemonSets).
+    """Workloads of rendered objects (Deployments, StatefulSets, ReplicaSets, DaemonSets, and the
+    Prometheus operator's Prometheus, PrometheusAgent and Alertmanager).
 
     ``sidecar`` ({'cpu': .., 'memory': ..}) is added to pods annotated ``dapr.io/enabled: "true"``
     unless they carry their own ``dapr.io/sidecar-{cpu,memory}-request`` annotations.  Jobs (chart
     hooks, migrations) run to completion and are not counted."""
     sidecar = sidecar or {}
+    reloader = None
     out = []
     for obj in manifests or []:
         if not isinstance(obj, dict):
             continue
         kind = obj.get("kind")
+        if kind in OPERATOR_KINDS and str(obj.get("apiVersion", "")).startswith("monitoring.coreos.com/"):
+            if reloader is None:
+                reloader = _reloader_requests(manifests)
+            out.append(_operator_workload(obj, reloader))
+            continue
         if kind not in ("Deployment", "StatefulSet", "ReplicaSet", "DaemonSet"):
             continue
         meta = obj.get("metadata") or {}
@@ -156,11 +233,11 @@ def workloads_from_manifests(manifests, sidecar=None):
             mem += mem_bytes(
                 annotations.get("dapr.io/sidecar-memory-request", sidecar.get("memory")), "sidecar memory"
             )
-        replicas = spec.get("replicas", 1)
+        name = f"{meta.get('namespace') or '-'}/{meta.get('name', '?')}"
         out.append(
             {
-                "name": f"{meta.get('namespace') or '-'}/{meta.get('name', '?')}",
-                "replicas": int(replicas if replicas is not None else 1),
+                "name": name,
+                "replicas": _count(spec.get("replicas", 1), f"{kind} {name} spec.replicas"),
                 "cpu": cpu,
                 "memory": mem,
                 "distinct_nodes": _needs_distinct_nodes(pod_spec),
@@ -250,12 +327,20 @@ def check(workloads, nodes, pods=None, stack_namespaces=()):
     free = {k: alloc[k] - other[k] for k in alloc}
 
     problems = []
+    culprits = []  # the workloads whose settings would make the stack fit, most relevant first
     spread = [w for w in workloads if w["distinct_nodes"] and not w["per_node"] and w["replicas"] > count]
+    culprits += [w["name"] for w in spread]
     for w in spread:
         problems.append(
             f"needs {w['replicas']} nodes for {w['name']}'s required anti-affinity (one replica per node), "
             f"the cluster has {count} schedulable node{'s' if count != 1 else ''}"
         )
+    for key, short in (
+        ("total_cpu", req["cpu"] > free["cpu"]),
+        ("total_memory", req["memory"] > free["memory"]),
+    ):
+        if short:
+            culprits += [r["name"] for r in sorted(rows, key=lambda r: (-r[key], r["name"]))[:3]]
     if req["cpu"] > free["cpu"]:
         problems.append(
             f"needs {fmt_cpu(req['cpu'])}, the cluster has {fmt_cpu(free['cpu'])} allocatable"
@@ -280,9 +365,11 @@ def check(workloads, nodes, pods=None, stack_namespaces=()):
             ]
         if any(v[0] < 0 or v[1] < 0 or v[2] < 0 for v in node_free.values()):
             problems.append("the per-node pods (DaemonSets) do not fit on every node")
+            culprits += [w["name"] for w in workloads if w["per_node"]]
         else:
             stuck = _place(to_place, node_free)
             if stuck:
+                culprits.append(stuck[0])
                 problems.append(
                     f"a pod of {stuck[0]} ({fmt_cpu(stuck[1])}, {fmt_mem(stuck[2])}) fits on no node once "
                     "the larger pods are placed: the totals fit but the nodes are too small or too few"
@@ -292,6 +379,7 @@ def check(workloads, nodes, pods=None, stack_namespaces=()):
     return {
         "fits": not problems,
         "problems": problems,
+        "culprits": list(dict.fromkeys(culprits)),
         "nodes": sched,
         "node_count": count,
         "allocatable": alloc,
@@ -308,3 +396,16 @@ def summary(report):
         f"{report['node_count']} nodes; requests {fmt_cpu(r['cpu'])} of {fmt_cpu(a['cpu'])}, "
         f"{fmt_mem(r['memory'])} of {fmt_mem(a['memory'])}, {r['pods']} pods of {a['pods']}"
     )
+
+
+def advice(report, hints):
+    """What to change, for the workloads a shortage names (``report['culprits']``): ``hints`` maps a
+    workload name ('logging/loki') or its namespace ('logging') to the settings that size it."""
+    out = []
+    seen = set()
+    for name in report.get("culprits") or []:
+        hint = (hints or {}).get(name) or (hints or {}).get(name.split("/", 1)[0])
+        if hint and (name, hint) not in seen:
+            seen.add((name, hint))
+            out.append(f"{name}: {hint}")
+    return out

@@ -108,6 +108,21 @@ options:
       memory:
         description: Memory request of the sidecar.
         type: raw
+  hints:
+    description:
+      - What a user changes to size a workload, by workload name (C(logging/loki)) or namespace
+        (C(logging)). When the stack does not fit, the failure message names, for each workload
+        the shortage is about (the ones short of nodes or placement, the three largest requests when
+        CPU or memory is short), the hint that applies to it.
+    type: dict
+    default: {}
+  how_to_fix:
+    description:
+      - General advice closing the failure message (for example how to skip or soften the check).
+    type: str
+    default: >-
+      Add nodes or use a larger node shape, or lower the replicas/requests in the inventory
+      (see docs/capacity.md for what each inventory requests).
   fail_on_shortage:
     description:
       - Fail when the workloads do not fit. With C(false) the module only reports (RV(fits)).
@@ -196,6 +211,11 @@ requested:
   description: Requests of the workloads (same units).
   returned: always
   type: dict
+culprits:
+  description: The workloads a shortage is about, most relevant first (see O(hints)).
+  returned: always
+  type: list
+  elements: str
 workloads:
   description: One row per workload with C(pods), per-pod C(cpu)/C(memory) and C(total_cpu)/C(total_memory).
   returned: always
@@ -206,6 +226,7 @@ workloads:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.todo.platform.plugins.module_utils.capacity import (
     CapacityError,
+    advice,
     check,
     normalize_workload,
     summary,
@@ -244,6 +265,8 @@ def main():
                 default={},
                 options=dict(cpu=dict(type="raw"), memory=dict(type="raw")),
             ),
+            hints=dict(type="dict", default={}),
+            how_to_fix=dict(type="str", default=HOW_TO_FIX),
             fail_on_shortage=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
@@ -258,9 +281,11 @@ def main():
         module.fail_json(msg=f"cannot check the cluster's capacity: {exc}")
     report["summary"] = summary(report)
     if not report["fits"] and p["fail_on_shortage"]:
+        to_change = advice(report, p["hints"])
         module.fail_json(
-            msg=f"The cluster cannot hold the stack: {'; '.join(report['problems'])}. {HOW_TO_FIX} "
-            f"({report['summary']})",
+            msg=f"The cluster cannot hold the stack: {'; '.join(report['problems'])}. "
+            + (f"What sizes them: {'; '.join(to_change)}. " if to_change else "")
+            + f"{p['how_to_fix']} ({report['summary']})",
             **report,
         )
     module.exit_json(changed=False, **report)

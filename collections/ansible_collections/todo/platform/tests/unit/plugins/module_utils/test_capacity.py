@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from ansible_collections.todo.platform.plugins.module_utils.capacity import (
     CapacityError,
+    advice,
     check,
     mem_bytes,
     millicores,
@@ -211,3 +212,138 @@ def test_a_given_workload_with_the_dapr_sidecar_adds_its_requests():
         {"cpu": "50m", "memory": "64Mi"},
     )
     assert (w["cpu"], w["memory"]) == (150, 256 * 2**20)
+
+
+def _c(name, requests=None, limits=None, **kw):
+    resources = {}
+    if requests is not None:
+        resources["requests"] = requests
+    if limits is not None:
+        resources["limits"] = limits
+    return dict(name=name, resources=resources, **kw)
+
+
+def test_a_plain_init_container_after_sidecars_needs_them_beside_it():
+    """Kubernetes' effective init request: a plain init container runs next to the sidecars
+    started before it, so it asks for their sum plus its own."""
+    spec = {
+        "initContainers": [
+            _c("side", {"cpu": "300m", "memory": "300Mi"}, restartPolicy="Always"),
+            _c("migrate", {"cpu": "500m", "memory": "500Mi"}),
+        ],
+        "containers": [_c("app", {"cpu": "100m", "memory": "100Mi"})],
+    }
+    assert pod_requests(spec) == (800, 800 * 2**20)
+    # A plain init container before the sidecar runs alone.
+    spec["initContainers"].reverse()
+    assert pod_requests(spec) == (500, 500 * 2**20)
+
+
+def test_limits_without_requests_request_the_limits():
+    spec = {
+        "containers": [
+            _c("a", limits={"cpu": "200m", "memory": "256Mi"}),
+            _c("b", {"cpu": "50m"}, {"memory": "64Mi"}),
+        ]
+    }
+    assert pod_requests(spec) == (250, 320 * 2**20)
+
+
+@pytest.mark.parametrize("bad", ["1.2.3", "..", "1e", "12Xi", "."])
+def test_a_malformed_quantity_is_a_capacity_error(bad):
+    with pytest.raises(CapacityError, match="is not a Kubernetes quantity"):
+        millicores(bad, "backend cpu request")
+
+
+def test_a_malformed_replica_count_is_a_capacity_error():
+    obj = statefulset("loki", "three", "100m", "128Mi")
+    with pytest.raises(CapacityError, match=r"spec.replicas: 'three' is not a number"):
+        workloads_from_manifests([obj])
+
+
+def _operator_deployment(cpu="0", memory="0"):
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "operator", "namespace": "monitoring"},
+        "spec": {"template": {"spec": {"containers": [_c("operator", {"cpu": "100m"}, args=[
+            "--kubelet-service=kube-system/kubelet",
+            f"--config-reloader-cpu-request={cpu}", "--config-reloader-cpu-limit=0",
+            f"--config-reloader-memory-request={memory}", "--config-reloader-memory-limit=0",
+        ])]}}},
+    }  # fmt: skip
+
+
+def _operator_object(kind, **spec):
+    return {"apiVersion": "monitoring.coreos.com/v1", "kind": kind,
+            "metadata": {"name": kind.lower(), "namespace": "monitoring"}, "spec": spec}  # fmt: skip
+
+
+def test_prometheus_and_alertmanager_are_workloads_with_the_operators_reloader():
+    term = {"labelSelector": {"matchLabels": {"app": "am"}}, "topologyKey": "kubernetes.io/hostname"}
+    anti = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}
+    manifests = [
+        _operator_deployment("10m", "50Mi"),
+        _operator_object(
+            "Prometheus", replicas=2, shards=2, resources={"requests": {"cpu": "500m", "memory": "2Gi"}}
+        ),
+        _operator_object(
+            "Alertmanager", resources={"requests": {"cpu": "50m", "memory": "128Mi"}}, affinity=anti
+        ),
+        _operator_object(
+            "PrometheusAgent", mode="DaemonSet", resources={"limits": {"cpu": "100m", "memory": "1Gi"}}
+        ),
+    ]
+    got = {w["name"]: w for w in workloads_from_manifests(manifests)}
+    prom, am, agent = (
+        got["monitoring/prometheus"],
+        got["monitoring/alertmanager"],
+        got["monitoring/prometheusagent"],
+    )
+    assert (prom["replicas"], prom["cpu"], prom["memory"]) == (4, 510, 2 * GI + 50 * 2**20)
+    assert (am["replicas"], am["cpu"], am["memory"], am["distinct_nodes"]) == (1, 60, 178 * 2**20, True)
+    assert (agent["per_node"], agent["cpu"], agent["memory"]) == (True, 110, GI + 50 * 2**20)
+
+
+def test_prometheus_without_the_operator_counts_its_own_requests():
+    """The chart's default (--config-reloader-*-request=0) and an operator installed elsewhere:
+    the reloader requests nothing known here."""
+    prom = _operator_object("Prometheus", resources={"requests": {"cpu": "500m", "memory": "2Gi"}})
+    for manifests in ([prom], [_operator_deployment(), prom]):
+        (w,) = [w for w in workloads_from_manifests(manifests) if w["name"] == "monitoring/prometheus"]
+        assert (w["replicas"], w["cpu"], w["memory"]) == (1, 500, 2 * GI)
+
+
+HINTS = {
+    "logging": "logging_values_overrides (singleBinary.replicas, singleBinary.resources)",
+    "todo/backend": "apps_services.backend (replicas, resources.requests)",
+    "todo": "apps_services (replicas, resources.requests)",
+}
+
+
+def test_a_short_anti_affinity_names_the_settings_of_that_workload():
+    report = check([wl("logging/loki", 3, distinct_nodes=True), wl("todo/backend")], [node("a"), node("b")])
+    assert report["culprits"] == ["logging/loki"]
+    assert advice(report, HINTS) == ["logging/loki: " + HINTS["logging"]]
+
+
+def test_short_cpu_names_the_largest_requests_with_their_settings():
+    report = check(
+        [
+            wl("todo/backend", 2, cpu="800m"),
+            wl("todo/worker", 1, cpu="100m"),
+            wl("logging/loki", 1, cpu="600m"),
+        ],
+        [node("a", cpu="1500m")],
+    )
+    assert not report["fits"]
+    assert report["culprits"][:2] == ["todo/backend", "logging/loki"]
+    assert advice(report, HINTS)[:2] == [
+        "todo/backend: " + HINTS["todo/backend"],
+        "logging/loki: " + HINTS["logging"],
+    ]
+    # A workload without a hint is left out; the namespace's hint applies when the name has none.
+    assert advice(report, {"todo": HINTS["todo"]}) == [
+        "todo/backend: " + HINTS["todo"],
+        "todo/worker: " + HINTS["todo"],
+    ]
