@@ -55,6 +55,11 @@ options:
       - Rendered objects (for example the documents of C(helm template)). Deployments,
         StatefulSets, ReplicaSets and DaemonSets become workloads; other kinds are ignored, Jobs
         included (they run to completion).
+      - The Prometheus operator's C(Prometheus), C(PrometheusAgent) and C(Alertmanager) objects become
+        workloads too (C(spec.replicas) times C(spec.shards), C(spec.resources), the Thanos sidecar),
+        with the config-reloader requests the operator's Deployment among the manifests passes it
+        (C(--config-reloader-cpu-request), C(--config-reloader-memory-request)); without that
+        Deployment the reloader is counted as requesting nothing.
     type: list
     elements: raw
     default: []
