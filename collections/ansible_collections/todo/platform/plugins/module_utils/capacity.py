@@ -271,14 +271,20 @@ def schedulable_nodes(nodes):
     return out
 
 
-def _other_usage(pods, node_names, stack_namespaces):
-    """Requests of running pods that are not part of the stack, per node."""
+def _other_usage(pods, node_names, stack_namespaces, stack_labels=None):
+    """Requests of running pods that are not part of the stack, per node.  A pod is the stack's when
+    it runs in one of ``stack_namespaces`` or carries all of ``stack_labels`` (the stack's pods in
+    a shared namespace, such as metrics-server in kube-system)."""
     used = {n: [0, 0, 0] for n in node_names}
+    stack_labels = stack_labels or {}
     for pod in pods or []:
         meta = pod.get("metadata") or {}
         spec = pod.get("spec") or {}
         node = spec.get("nodeName")
         if node not in used or meta.get("namespace") in stack_namespaces:
+            continue
+        labels = meta.get("labels") or {}
+        if stack_labels and all(labels.get(k) == v for k, v in stack_labels.items()):
             continue
         if (pod.get("status") or {}).get("phase") in DONE_PHASES:
             continue
@@ -305,12 +311,12 @@ def _place(pods, free):
     return None
 
 
-def check(workloads, nodes, pods=None, stack_namespaces=()):
+def check(workloads, nodes, pods=None, stack_namespaces=(), stack_labels=None):
     """Compare the workloads' requests with the schedulable nodes; returns the report (``fits``,
     ``problems`` in words, totals and per-workload rows)."""
     sched = schedulable_nodes(nodes)
     count = len(sched)
-    used = _other_usage(pods, [n["name"] for n in sched], set(stack_namespaces))
+    used = _other_usage(pods, [n["name"] for n in sched], set(stack_namespaces), stack_labels)
     rows = []
     req = {"cpu": 0, "memory": 0, "pods": 0}
     to_place = []

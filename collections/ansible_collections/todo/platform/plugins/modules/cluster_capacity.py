@@ -50,6 +50,13 @@ options:
     type: list
     elements: str
     default: []
+  stack_labels:
+    description:
+      - Labels (all of them) that mark a pod outside O(stack_namespaces) as the stack's own, for
+        example a metrics-server the stack installs in C(kube-system); such pods are not counted
+        twice when the stack is deployed again.
+    type: dict
+    default: {}
   manifests:
     description:
       - Rendered objects (for example the documents of C(helm template)). Deployments,
@@ -250,6 +257,7 @@ def main():
             nodes=dict(type="list", elements="dict", required=True),
             pods=dict(type="list", elements="dict", default=[]),
             stack_namespaces=dict(type="list", elements="str", default=[]),
+            stack_labels=dict(type="dict", default={}),
             manifests=dict(type="list", elements="raw", default=[]),
             workloads=dict(
                 type="list",
@@ -281,7 +289,7 @@ def main():
         workloads = workloads_from_manifests(p["manifests"], p["sidecar"]) + [
             normalize_workload(w, p["sidecar"]) for w in p["workloads"]
         ]
-        report = check(workloads, p["nodes"], p["pods"], p["stack_namespaces"])
+        report = check(workloads, p["nodes"], p["pods"], p["stack_namespaces"], p["stack_labels"])
     except CapacityError as exc:
         module.fail_json(msg=f"cannot check the cluster's capacity: {exc}")
     report["summary"] = summary(report)

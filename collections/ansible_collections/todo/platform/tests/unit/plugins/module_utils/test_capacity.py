@@ -347,3 +347,18 @@ def test_short_cpu_names_the_largest_requests_with_their_settings():
         "todo/backend: " + HINTS["todo"],
         "todo/worker: " + HINTS["todo"],
     ]
+
+
+def test_the_stacks_own_pod_in_a_shared_namespace_is_not_counted_twice():
+    """metrics-server runs in kube-system with the stack's labels: on a second run its pod is the
+    workload being checked, not another user of the node."""
+    labels = {"app.kubernetes.io/part-of": "todo-platform", "app.kubernetes.io/managed-by": "ansible"}
+    pod = {
+        "metadata": {"name": "metrics-server-1", "namespace": "kube-system", "labels": labels},
+        "spec": {"nodeName": "a", "containers": [_c("m", {"cpu": "100m", "memory": "200Mi"})]},
+        "status": {"phase": "Running"},
+    }
+    other = dict(pod, metadata={"name": "coredns", "namespace": "kube-system", "labels": {}})
+    report = check([wl("kube-system/metrics-server")], [node("a")], [pod, other], ["todo"], labels)
+    assert report["other_requests"]["cpu"] == 100 and report["other_requests"]["pods"] == 1
+    assert check([wl("x")], [node("a")], [pod], ["todo"])["other_requests"]["pods"] == 1
