@@ -405,3 +405,23 @@ def missing_library_message(module_name):
     from ansible.module_utils.basic import missing_required_lib
 
     return "{}: {}".format(module_name, missing_required_lib("confluent-kafka"))
+
+
+def run_kafka_module(module, module_name, work):
+    """Run ``work(module)`` and return what it returns; every failure ends in ``fail_json`` with a
+    message saying what to fix (the setting, the connection's failure class, or one line naming what
+    broke), never a traceback. Shared by the Kafka modules."""
+    if not HAS_CONFLUENT_KAFKA:
+        module.fail_json(msg=missing_library_message(module_name))
+    try:
+        return work(module)
+    except SettingError as e:
+        module.fail_json(msg=str(e), setting=e.setting)
+    except KafkaFailure as e:
+        module.fail_json(msg=e.message, failure_class=e.failure_class)
+    except Exception as e:  # never a traceback: one line saying what broke
+        module.fail_json(
+            msg="{} failed unexpectedly: {}: {}".format(
+                module_name, type(e).__name__, " ".join(str(e).split())
+            )
+        )

@@ -108,7 +108,7 @@ from ansible_collections.todo.platform.plugins.module_utils.kafka import (
     KAFKA_CONNECTION_SPEC,
     KafkaFailure,
     connect,
-    missing_library_message,
+    run_kafka_module,
 )
 
 if HAS_CONFLUENT_KAFKA:
@@ -212,20 +212,7 @@ def main():
         live_pods=dict(type="list", elements="str", required=True),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not HAS_CONFLUENT_KAFKA:
-        module.fail_json(msg=missing_library_message("kafka_consumer_group_cleanup"))
-    try:
-        result = run(module)
-    except SettingError as e:
-        module.fail_json(msg=str(e), setting=e.setting)
-    except KafkaFailure as e:
-        module.fail_json(msg=e.message, failure_class=e.failure_class)
-    except Exception as e:  # never a traceback: one line saying what broke
-        module.fail_json(
-            msg="kafka_consumer_group_cleanup failed unexpectedly: {}: {}".format(
-                type(e).__name__, " ".join(str(e).split())
-            )
-        )
+    result = run_kafka_module(module, "kafka_consumer_group_cleanup", run)
     module.exit_json(**result)
 
 

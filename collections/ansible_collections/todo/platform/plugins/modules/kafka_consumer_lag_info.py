@@ -96,9 +96,8 @@ from ansible_collections.todo.platform.plugins.module_utils.dapr_pubsub import S
 from ansible_collections.todo.platform.plugins.module_utils.kafka import (
     HAS_CONFLUENT_KAFKA,
     KAFKA_CONNECTION_SPEC,
-    KafkaFailure,
     connect,
-    missing_library_message,
+    run_kafka_module,
 )
 from ansible_collections.todo.platform.plugins.module_utils.kafka_topics import lag_report
 
@@ -166,20 +165,7 @@ def main():
         topics=dict(type="list", elements="str", default=[]),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not HAS_CONFLUENT_KAFKA:
-        module.fail_json(msg=missing_library_message("kafka_consumer_lag_info"))
-    try:
-        report = collect(module.params)
-    except SettingError as e:
-        module.fail_json(msg=str(e), setting=e.setting)
-    except KafkaFailure as e:
-        module.fail_json(msg=e.message, failure_class=e.failure_class)
-    except Exception as e:  # never a traceback: one line saying what broke
-        module.fail_json(
-            msg="kafka_consumer_lag_info failed unexpectedly: {}: {}".format(
-                type(e).__name__, " ".join(str(e).split())
-            )
-        )
+    report = run_kafka_module(module, "kafka_consumer_lag_info", lambda m: collect(m.params))
     module.exit_json(changed=False, **report)
 
 

@@ -154,7 +154,7 @@ from ansible_collections.todo.platform.plugins.module_utils.kafka import (
     KAFKA_CONNECTION_SPEC,
     KafkaFailure,
     connect,
-    missing_library_message,
+    run_kafka_module,
 )
 from ansible_collections.todo.platform.plugins.module_utils.kafka_topics import (
     EVENT_HUBS_TOPICS_MESSAGE,
@@ -352,18 +352,7 @@ def main():
         state=dict(type="str", choices=["present", "absent"], default="present"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not HAS_CONFLUENT_KAFKA:
-        module.fail_json(msg=missing_library_message("kafka_topic"))
-    try:
-        run(module)
-    except SettingError as e:
-        module.fail_json(msg=str(e), setting=e.setting)
-    except KafkaFailure as e:
-        module.fail_json(msg=e.message, failure_class=e.failure_class)
-    except Exception as e:  # never a traceback: one line saying what broke
-        module.fail_json(
-            msg="kafka_topic failed unexpectedly: {}: {}".format(type(e).__name__, " ".join(str(e).split()))
-        )
+    run_kafka_module(module, "kafka_topic", run)
 
 
 if __name__ == "__main__":
