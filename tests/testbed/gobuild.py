@@ -164,6 +164,24 @@ TOOLS: dict[str, GoTool] = {
             purpose="the Dapr sidecar, run in self-hosted mode",
         ),
         GoTool(
+            # the Dapr chart's images (testbed.dapr_images): daprd is built again here so that all
+            # six carry upstream's version stamps (buildinfo and the logger's "ver" field)
+            name="dapr-control-plane",
+            version=DAPR_VERSION,
+            module_dir="daprd",
+            module="github.com/dapr/dapr",
+            packages=tuple(
+                f"github.com/dapr/dapr/cmd/{cmd}"
+                for cmd in ("daprd", "injector", "operator", "placement", "scheduler", "sentry")
+            ),
+            tags=("stablecomponents",),
+            ldflags=(
+                f"-X github.com/dapr/dapr/pkg/buildinfo.version={DAPR_VERSION}",
+                f"-X github.com/dapr/kit/logger.DaprVersion={DAPR_VERSION}",
+            ),
+            purpose="daprd and the Dapr control plane for the images of a real cluster",
+        ),
+        GoTool(
             name="kwok",
             version=KWOK_VERSION,
             module_dir="kwok",
