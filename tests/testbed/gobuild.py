@@ -125,6 +125,13 @@ KWOK_VERSION = "v0.8.0"
 ETCD_VERSION = "v3.6.16"
 #: containerd for a Kubernetes node built here (kubelet 1.36 needs containerd 2.x; Debian ships 1.6)
 CONTAINERD_VERSION = "v2.2.9"
+#: what kubeadm v1.36.3 deploys (cmd/kubeadm/app/constants: DefaultEtcdVersion "3.6.8-0", CoreDNSVersion)
+KUBEADM_ETCD_VERSION = "v3.6.8"
+COREDNS_VERSION = "v1.14.2"
+#: crictl for the kind node image (the proxy serves v1.34.0 and v1.37.0; kind v0.33.0 uses v1.36.0)
+CRI_TOOLS_VERSION = "v1.37.0"
+#: the Alertmanager kube-prometheus-stack 88.5.3 deploys (its values.yaml image tag)
+ALERTMANAGER_VERSION = "v0.34.0"
 #: The deploy path's tools (kind, helm) are pinned once, in the file the cluster role's preflight
 #: reads too, so the tool cache and the preflight agree by construction.
 DEPLOY_TOOL_PINS = Path(__file__).resolve().parents[2] / "roles/cluster/files/tool-versions.yml"
@@ -238,6 +245,53 @@ TOOLS: dict[str, GoTool] = {
             packages=("k8s.io/kubernetes/cmd/kubelet",),
             ldflags=_k8s_ldflags(KUBERNETES_VERSION),
             purpose="kubelet for a Kubernetes node container (spike)",
+        ),
+        GoTool(
+            name="kubernetes-node",
+            version=KUBERNETES_VERSION,
+            module_dir="kubernetes-node",
+            module="k8s.io/kubernetes",
+            packages=(
+                "k8s.io/kubernetes/cmd/kubeadm",
+                "k8s.io/kubernetes/cmd/kubectl",
+                "k8s.io/kubernetes/cmd/kube-proxy",
+            ),
+            ldflags=_k8s_ldflags(KUBERNETES_VERSION),
+            purpose="kubeadm, kubectl and kube-proxy for the kind node image",
+        ),
+        GoTool(
+            name="etcd-kubeadm",
+            version=KUBEADM_ETCD_VERSION,
+            module_dir="etcd-kubeadm",
+            module="go.etcd.io/etcd/server/v3",
+            packages=("go.etcd.io/etcd/server/v3",),
+            rename={"v3": "etcd"},
+            purpose="the etcd kubeadm deploys, for the kind node image",
+        ),
+        GoTool(
+            name="coredns",
+            version=COREDNS_VERSION,
+            module_dir="coredns",
+            module="github.com/coredns/coredns",
+            packages=("github.com/coredns/coredns",),
+            purpose="the CoreDNS kubeadm deploys, for the kind node image",
+        ),
+        GoTool(
+            name="cri-tools",
+            version=CRI_TOOLS_VERSION,
+            module_dir="cri-tools",
+            module="sigs.k8s.io/cri-tools",
+            packages=("sigs.k8s.io/cri-tools/cmd/crictl",),
+            purpose="crictl for the kind node image",
+        ),
+        GoTool(
+            name="alertmanager",
+            version=ALERTMANAGER_VERSION,
+            module_dir="alertmanager",
+            module="github.com/prometheus/alertmanager",
+            packages=("github.com/prometheus/alertmanager/cmd/alertmanager",),
+            ldflags=(f"-X github.com/prometheus/common/version.Version={ALERTMANAGER_VERSION.lstrip('v')}",),
+            purpose="Alertmanager for the alert delivery test (receivers the monitoring role renders)",
         ),
     )
 }
