@@ -91,6 +91,9 @@ RECIPES: dict[str, Recipe] = {
         ),  # fmt: skip
         ("ENV container=docker", 'ENTRYPOINT ["/sbin/init"]'),
     ),
+    # kube-proxy's base in the kind node image (tests/testbed/kind_node.py): the programs it runs for its
+    # iptables and nftables modes (upstream builds it on a distroless image with iptables and conntrack)
+    "kube-proxy": Recipe(("iptables", "nftables", "conntrack", "ipset", "kmod")),
 }
 
 
