@@ -75,6 +75,10 @@ class GoTool:
     rename: dict[str, str] = field(default_factory=dict)
     #: what this tool is for, shown by ``scripts/tools list``
     purpose: str = ""
+    #: files upstream's release build generates before ``go build`` and the module zip lacks
+    #: (path in the upstream module: content); set, the build compiles a copy of the upstream
+    #: module from the module cache with these files added (a ``replace`` in a copy of the wrapper)
+    generated: dict[str, str] = field(default_factory=dict)
 
     @property
     def binaries(self) -> list[str]:
@@ -291,6 +295,8 @@ TOOLS: dict[str, GoTool] = {
             module="github.com/prometheus/alertmanager",
             packages=("github.com/prometheus/alertmanager/cmd/alertmanager",),
             ldflags=(f"-X github.com/prometheus/common/version.Version={ALERTMANAGER_VERSION.lstrip('v')}",),
+            # ui/web.go embeds app/dist, which upstream builds with npm; the API needs no UI
+            generated={"ui/app/dist/index.html": "<!doctype html><title>Alertmanager</title>\n"},
             purpose="Alertmanager for the alert delivery test (receivers the monitoring role renders)",
         ),
     )
@@ -329,6 +335,35 @@ def build_command(tool: GoTool, out_dir: Path) -> list[str]:
     return cmd + list(tool.packages)
 
 
+def _module_with_generated_files(tool: GoTool, tmp: Path) -> Path:
+    """A copy of the wrapper whose go.mod replaces the upstream module by a copy of its module
+    cache directory with ``tool.generated`` added; the wrapper's go.sum still pins every
+    dependency."""
+    proc = subprocess.run(
+        [go_binary(), "mod", "download", "-json", f"{tool.module}@{tool.version}"],
+        cwd=tool.wrapper, env=go_env(), capture_output=True, text=True, check=False,
+    )
+    if proc.returncode != 0:
+        raise ComponentError(
+            f"go mod download {tool.module}@{tool.version} failed: {proc.stdout}{proc.stderr}"
+        )
+    source = tmp / "upstream"
+    shutil.copytree(json.loads(proc.stdout)["Dir"], source)
+    for path in [source, *source.rglob("*")]:
+        path.chmod(path.stat().st_mode | 0o200)  # the module cache is read-only
+    for relative, content in tool.generated.items():
+        target = source / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content)
+    wrapper = tmp / "wrapper"
+    wrapper.mkdir()
+    shutil.copy(tool.wrapper / "go.sum", wrapper / "go.sum")
+    (wrapper / "go.mod").write_text(
+        (tool.wrapper / "go.mod").read_text() + f"\nreplace {tool.module} {tool.version} => {source}\n"
+    )
+    return wrapper
+
+
 def _build_into(tool: GoTool, tmp: Path) -> None:
     if not (tool.wrapper / "go.mod").is_file():
         raise ComponentError(f"wrapper module {tool.wrapper} is missing its go.mod")
@@ -336,6 +371,7 @@ def _build_into(tool: GoTool, tmp: Path) -> None:
     out.mkdir(parents=True)
     build_log = tmp / "build.log"
     cmd = build_command(tool, out)
+    workdir = _module_with_generated_files(tool, tmp) if tool.generated else tool.wrapper
     log(
         f"building {tool.name} {tool.version} ({', '.join(tool.binaries)}) into the tool cache; "
         f"a cold build takes minutes, progress in {cache_dir(tool.name, tool.version)}.build.log"
@@ -344,8 +380,11 @@ def _build_into(tool: GoTool, tmp: Path) -> None:
     side_log = cache_dir(tool.name, tool.version).with_name(f"{tool.name}-{tool.version}.build.log")
     with open(side_log, "wb") as handle:
         proc = subprocess.run(
-            cmd, cwd=tool.wrapper, env=go_env(), stdout=handle, stderr=subprocess.STDOUT, check=False
+            cmd, cwd=workdir, env=go_env(), stdout=handle, stderr=subprocess.STDOUT, check=False
         )
+    if workdir != tool.wrapper:
+        shutil.rmtree(workdir.parent / "upstream")
+        shutil.rmtree(workdir)
     shutil.copyfile(side_log, build_log)
     seconds = round(time.monotonic() - started, 1)
     if proc.returncode != 0:
