@@ -179,9 +179,10 @@ def _ansible_env() -> dict[str, str]:
 
 
 def render_role_values(
-    work: Path, inventories: list[str], roles_dir: Path | None = None
+    work: Path, inventories: list[str], roles_dir: Path | None = None, extra_vars: dict | None = None
 ) -> dict[str, list[dict]]:
-    """For each inventory, the arguments of every helm task of ROLES, as the roles compute them."""
+    """For each inventory, the arguments of every helm task of ROLES, as the roles compute them
+    (with ``extra_vars`` as ``-e`` would give them)."""
     if roles_dir is None:
         roles_dir = work / "roles"
         for role in ROLES:
@@ -212,7 +213,7 @@ def render_role_values(
                 "-i",
                 str(ROOT / "inventories" / inventory),
                 "-e",
-                f"chart_render_out={out}",
+                json.dumps({**(extra_vars or {}), "chart_render_out": str(out)}),
             ],
             cwd=ROOT,
             env=env,
