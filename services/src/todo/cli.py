@@ -47,9 +47,12 @@ def serve_main(argv: list[str] | None = None) -> None:
         app = module.create_app()
     except ValueError as exc:  # invalid settings (pydantic ValidationError is a ValueError)
         raise SystemExit(f"todo-service {args.service}: invalid configuration: {exc}") from None
+    from todo.common.http import BoundedHttpToolsProtocol
+
     settle_heap()
     uvicorn.run(
         app,
+        http=BoundedHttpToolsProtocol,
         host=args.host,
         port=port,
         workers=1,
