@@ -17,7 +17,7 @@ from todo.common.errors import install_error_handlers
 from todo.common.health import ReadinessCheck, add_health_routes, database_ready, sidecar_ready
 from todo.common.logging import configure_logging, get_logger
 from todo.common.metrics import MetricsMiddleware, metrics_endpoint
-from todo.common.middleware import RequestContextMiddleware
+from todo.common.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from todo.common.settings import ServiceSettings
 
 #: A hook gets the app; startup hooks may return a coroutine to run as a background task for the
@@ -111,6 +111,12 @@ def create_service_app(
     document_bearer_auth(app, routers)
     for router in routers:
         app.include_router(router)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_request_body_bytes,
+        trusted_max_bytes=settings.max_delivery_body_bytes,
+        app_token=settings.app_api_token.get_secret_value() if settings.app_api_token else None,
+    )
     if settings.instrumentation:
         # added last = outermost: the request context is bound before metrics and handlers run
         app.add_middleware(MetricsMiddleware, router_app=app.router)

@@ -94,7 +94,8 @@ async def _validation_handler(request: Request, exc: RequestValidationError) -> 
 
 async def _http_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     status = exc.status_code
-    slug = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 400: "bad-request"}.get(
+    slug = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 400: "bad-request",
+            413: "payload-too-large"}.get(
         status, "http-error"
     )
     detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(status, "Error")

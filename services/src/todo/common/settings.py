@@ -65,6 +65,11 @@ class ServiceSettings(BaseSettings):
     #: Connections each process keeps open. No overflow by default: under a burst, requests wait
     #: for a pooled connection instead of opening extra ones that are closed again on return
     #: (measured: that churn cost the backend ~40 % of its create throughput, docs/performance.md).
+    #: Largest request body accepted (413 above it); an API body is a few KiB at most.
+    max_request_body_bytes: int = 1024 * 1024
+    #: Largest body of a request that carries the app token: a bulk delivery of up to 100 events from
+    #: the sidecar, each up to Kafka's default largest message of 1 MiB in the worst case.
+    max_delivery_body_bytes: int = 128 * 1024 * 1024
     db_pool_size: int = 10
     db_max_overflow: int = 0
 
