@@ -605,6 +605,7 @@ COMPONENT_MODULES = (
     "testbed.docker",
     "testbed.gobuild",
     "testbed.daprd",
+    "testbed.dapr_images",
     "testbed.kube",
 )
 
