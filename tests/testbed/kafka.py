@@ -9,10 +9,17 @@ Three client listeners on free loopback ports:
 
 The jars come from ``tests/testbed/kafka/pom.xml`` via ``mvn dependency:copy-dependencies`` into the
 versioned cache.  ``stop()``/``start()``/``restart()`` keep ports, users and data.
+
+Opt-in, for a kind cluster in the test bed's Docker: ``Kafka(run, external=net)`` (a
+:class:`testbed.docker_network.DockerNetwork`) adds the same three listeners on the network's gateway
+address, each advertising that address (the certificate names it too), so pods reach the broker as
+an external Kafka: ``external_bootstrap(listener)``, ``external_client_config(listener)``.  Such an
+instance is named ``kafka-<network>``, so its data and log never mix with the loopback one's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import ipaddress
@@ -39,6 +46,7 @@ from testbed.core import (
     register_tool,
     state_dir,
 )
+from testbed.docker_network import DockerNetwork
 
 #: must match <kafka.version> in tests/testbed/kafka/pom.xml
 KAFKA_VERSION = "4.2.2"
@@ -46,6 +54,10 @@ POM = Path(__file__).with_name("kafka") / "pom.xml"
 JAVA_HOW = "install Java 17+: apt-get install -y openjdk-17-jre-headless (or set JAVA_HOME)"
 MVN_HOW = "install Maven (needs Maven Central): apt-get install -y maven"
 LISTENERS = ("plaintext", "scram", "sasl_ssl")
+#: Kafka's listener names of the loopback listeners, and of their twins on a Docker network's gateway
+LISTENER_NAMES = {"plaintext": "PLAINTEXT", "scram": "SCRAM", "sasl_ssl": "SASLSSL"}
+EXTERNAL_LISTENER_NAMES = {"plaintext": "EXTPLAIN", "scram": "EXTSCRAM", "sasl_ssl": "EXTSASLSSL"}
+SECURITY_PROTOCOLS = {"plaintext": "PLAINTEXT", "scram": "SASL_PLAINTEXT", "sasl_ssl": "SASL_SSL"}
 
 
 def java_bin() -> str:
@@ -153,8 +165,9 @@ def ensure_class_archives(home: Path, java: str) -> None:
 # Certificates
 
 
-def make_ca_and_server_cert(directory: Path) -> dict[str, Path]:
-    """A CA and a server certificate (SAN 127.0.0.1, localhost) as PEM files in ``directory``."""
+def make_ca_and_server_cert(directory: Path, extra_ips: tuple[str, ...] = ()) -> dict[str, Path]:
+    """A CA and a server certificate (SAN 127.0.0.1, localhost and ``extra_ips``) as PEM files in
+    ``directory``."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -201,7 +214,8 @@ def make_ca_and_server_cert(directory: Path) -> dict[str, Path]:
         .not_valid_after(now + dt.timedelta(days=365))
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                [x509.DNSName("localhost")]
+                + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", *extra_ips)]
             ),
             critical=False,
         )
@@ -249,11 +263,18 @@ class Kafka(Component):
     scram_user = "todo-scram"
     plain_user = "todo-plain"
 
-    def __init__(self, run: Run | None = None, heap: str = "768m") -> None:
+    def __init__(
+        self, run: Run | None = None, heap: str = "768m", external: DockerNetwork | None = None
+    ) -> None:
         super().__init__(run)
         self.host = "127.0.0.1"
         self.heap = heap
         self.ports: dict[str, int] = {}
+        self.external = external
+        #: listener -> port on the external (gateway) address
+        self.external_ports: dict[str, int] = {}
+        if external is not None:
+            self.name = f"{type(self).name}-{external.name}"  # its own data directory and log
         self.scram_password = secrets.token_urlsafe(18)
         self.plain_password = secrets.token_urlsafe(18)
         self.cluster_id = ""
@@ -279,6 +300,18 @@ class Kafka(Component):
         if listener not in LISTENERS:
             raise ValueError(f"unknown Kafka listener {listener!r}; expected one of {LISTENERS}")
         return f"{self.host}:{self.ports[listener]}"
+
+    def external_bootstrap(self, listener: str) -> str:
+        """``gateway:port`` of ``listener``'s twin on the Docker network (see the module docstring)."""
+        if self.external is None:
+            raise ComponentError("this Kafka listens on loopback only; start it with external=")
+        if listener not in LISTENERS:
+            raise ValueError(f"unknown Kafka listener {listener!r}; expected one of {LISTENERS}")
+        return f"{self.external.gateway}:{self.external_ports[listener]}"
+
+    def external_client_config(self, listener: str = "plaintext") -> dict[str, str]:
+        """librdkafka settings for ``listener``'s twin on the Docker network."""
+        return self.client_config(listener) | {"bootstrap.servers": self.external_bootstrap(listener)}
 
     def client_config(self, listener: str = "plaintext") -> dict[str, str]:
         """librdkafka / confluent-kafka settings for ``listener``."""
@@ -312,6 +345,8 @@ class Kafka(Component):
             ensure_class_archives(home, java)
         if not self.ports:
             self.ports = {n: free_port() for n in (*LISTENERS, "controller")}
+        if self.external is not None and not self.external_ports:
+            self.external_ports = {n: free_port() for n in LISTENERS}
         props = self._write_config()
         # C1 only and the serial collector: a test broker wants a quick start on 2 cores, not peak
         # throughput.  Class-data-sharing archives (made once per JDK, see ensure_class_archives)
@@ -351,33 +386,47 @@ class Kafka(Component):
     def _write_config(self) -> Path:
         certs = self.workdir / "certs"
         if not (certs / "server-keystore.pem").exists():
-            make_ca_and_server_cert(certs)
+            make_ca_and_server_cert(certs, (self.external.gateway,) if self.external else ())
         (self.workdir / "log4j2.properties").write_text(LOG4J2)
         p, h = self.ports, self.host
         plain_jaas = (
             "org.apache.kafka.common.security.plain.PlainLoginModule required "
             f'user_{self.plain_user}="{self.plain_password}";'
         )
+        # (Kafka listener name, listener kind, address, port): loopback, then the gateway's twins
+        endpoints = [(LISTENER_NAMES[n], n, h, p[n]) for n in LISTENERS]
+        if self.external is not None:
+            endpoints += [
+                (EXTERNAL_LISTENER_NAMES[n], n, self.external.gateway, self.external_ports[n])
+                for n in LISTENERS
+            ]
+        addresses = ",".join(f"{name}://{host}:{port}" for name, _, host, port in endpoints)
         lines = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.bootstrap.servers": f"{h}:{p['controller']}",
-            "listeners": f"PLAINTEXT://{h}:{p['plaintext']},SCRAM://{h}:{p['scram']},"
-            f"SASLSSL://{h}:{p['sasl_ssl']},CONTROLLER://{h}:{p['controller']}",
-            "advertised.listeners": f"PLAINTEXT://{h}:{p['plaintext']},SCRAM://{h}:{p['scram']},"
-            f"SASLSSL://{h}:{p['sasl_ssl']},CONTROLLER://{h}:{p['controller']}",
+            "listeners": f"{addresses},CONTROLLER://{h}:{p['controller']}",
+            "advertised.listeners": f"{addresses},CONTROLLER://{h}:{p['controller']}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,"
-            "SCRAM:SASL_PLAINTEXT,SASLSSL:SASL_SSL",
-            "listener.name.scram.sasl.enabled.mechanisms": "SCRAM-SHA-512",
-            "listener.name.scram.scram-sha-512.sasl.jaas.config": (
-                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            "listener.security.protocol.map": ",".join(
+                ["CONTROLLER:PLAINTEXT"]
+                + [f"{name}:{SECURITY_PROTOCOLS[kind]}" for name, kind, _, _ in endpoints]
             ),
-            "listener.name.saslssl.sasl.enabled.mechanisms": "PLAIN",
-            "listener.name.saslssl.plain.sasl.jaas.config": plain_jaas,
-            "listener.name.saslssl.ssl.keystore.type": "PEM",
-            "listener.name.saslssl.ssl.keystore.location": str(certs / "server-keystore.pem"),
+        }
+        for name, kind, _, _ in endpoints:
+            prefix = f"listener.name.{name.lower()}"
+            if kind == "scram":
+                lines[f"{prefix}.sasl.enabled.mechanisms"] = "SCRAM-SHA-512"
+                lines[f"{prefix}.scram-sha-512.sasl.jaas.config"] = (
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+                )
+            elif kind == "sasl_ssl":
+                lines[f"{prefix}.sasl.enabled.mechanisms"] = "PLAIN"
+                lines[f"{prefix}.plain.sasl.jaas.config"] = plain_jaas
+                lines[f"{prefix}.ssl.keystore.type"] = "PEM"
+                lines[f"{prefix}.ssl.keystore.location"] = str(certs / "server-keystore.pem")
+        lines |= {
             "log.dirs": str(self.datadir),
             "num.partitions": "3",
             "auto.create.topics.enable": "true",
@@ -404,9 +453,13 @@ class Kafka(Component):
             return False
         from confluent_kafka.admin import AdminClient
 
-        for listener in LISTENERS:
-            conf = self.client_config(listener) | {"log_level": "0"}
-            metadata = AdminClient(conf).list_topics(timeout=5)
+        configs = [self.client_config(listener) for listener in LISTENERS]
+        if self.external is not None:
+            if not all(port_open(port, self.external.gateway) for port in self.external_ports.values()):
+                return False
+            configs += [self.external_client_config(listener) for listener in LISTENERS]
+        for conf in configs:
+            metadata = AdminClient(conf | {"log_level": "0"}).list_topics(timeout=5)
             if not metadata.brokers:
                 return False
         return True
@@ -427,6 +480,8 @@ class Kafka(Component):
             "heap": self.heap,
             "workdir": str(self.workdir),
             "version": KAFKA_VERSION,
+            "external": dataclasses.asdict(self.external) if self.external else None,
+            "external_ports": self.external_ports,
         }
 
     def env(self) -> dict[str, str]:
@@ -439,11 +494,18 @@ class Kafka(Component):
             "TESTBED_KAFKA_PLAIN_USER": self.plain_user,
             "TESTBED_KAFKA_PLAIN_PASSWORD": self.plain_password,
             "TESTBED_KAFKA_CA_FILE": self.ca_file,
+        } | {
+            f"TESTBED_KAFKA_EXTERNAL_{listener.upper()}": self.external_bootstrap(listener)
+            for listener in (LISTENERS if self.external is not None else ())
         }
 
     @classmethod
     def restore(cls, run: Run, info: dict[str, Any]) -> Kafka:
-        comp = cls(run, heap=info.get("heap", "768m"))
+        external = info.get("external")
+        comp = cls(
+            run, heap=info.get("heap", "768m"), external=DockerNetwork(**external) if external else None
+        )
+        comp.external_ports = {k: int(v) for k, v in (info.get("external_ports") or {}).items()}
         comp.host = info["host"]
         comp.ports = {k: int(v) for k, v in info["ports"].items()}
         comp.scram_password = info["scram_password"]

@@ -3,10 +3,16 @@
 The superuser is ``todo`` with a random password (scram-sha-256 over TCP).  PostgreSQL refuses to
 run as root, so when the test bed runs as root the server runs as the ``postgres`` system user that
 Debian's package creates.
+
+Opt-in, for a kind cluster in the test bed's Docker: ``Postgres(run, external=net)`` (a
+:class:`testbed.docker_network.DockerNetwork`) also listens on the network's gateway address and lets
+its subnet in (``pg_hba.conf``), so pods reach it as an external database (``external_dsn()``).  Such
+an instance is named ``postgres-<network>``, so its data and log never mix with the loopback one's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 import pwd
@@ -28,6 +34,7 @@ from testbed.core import (
     register,
     register_tool,
 )
+from testbed.docker_network import DockerNetwork
 
 HOW = "install Debian's PostgreSQL: apt-get install -y postgresql (initdb lives in /usr/lib/postgresql/*/bin)"
 
@@ -83,16 +90,30 @@ class Postgres(Component):
 
     user = "todo"
 
-    def __init__(self, run: Run | None = None) -> None:
+    def __init__(self, run: Run | None = None, external: DockerNetwork | None = None) -> None:
         super().__init__(run)
         self.host = "127.0.0.1"
         self.port = 0
         self.password = secrets.token_urlsafe(18)
         self.datadir: Path | None = None
+        self.external = external
+        if external is not None:
+            self.name = f"{type(self).name}-{external.name}"  # its own data directory and log
+
+    @property
+    def external_host(self) -> str:
+        """The gateway address of the Docker network it also listens on (see the module docstring)."""
+        if self.external is None:
+            raise ComponentError("this PostgreSQL listens on loopback only; start it with external=")
+        return self.external.gateway
 
     # -- connection facts -----------------------------------------------------------------------
     def dsn(self, db: str = "postgres") -> str:
         return f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/{db}"
+
+    def external_dsn(self, db: str = "postgres") -> str:
+        """The DSN for clients on the Docker network (a kind cluster's pods)."""
+        return f"postgresql://{self.user}:{self.password}@{self.external_host}:{self.port}/{db}"
 
     def create_database(self, name: str) -> str:
         """Create (or re-create, empty) database ``name`` and return its DSN."""
@@ -113,12 +134,16 @@ class Postgres(Component):
             self._initdb(bindir, as_user)
         if not self.port:
             self.port = free_port()
+        listen = [self.host]
+        if self.external is not None:
+            listen.append(self.external.gateway)
+            self._allow_subnet(self.external.subnet)
         self.spawn(
             [
                 bindir / "postgres",
                 "-D", self.datadir,
                 "-c", f"port={self.port}",
-                "-c", f"listen_addresses={self.host}",
+                "-c", f"listen_addresses={','.join(listen)}",
                 "-c", f"unix_socket_directories={self.datadir}",
                 "-c", "fsync=off",
                 "-c", "synchronous_commit=off",
@@ -131,6 +156,15 @@ class Postgres(Component):
         )  # fmt: skip
         self.wait_healthy()
         self.started()
+
+    def _allow_subnet(self, subnet: str) -> None:
+        """Let clients of ``subnet`` in with a password (initdb allows only loopback over TCP)."""
+        assert self.datadir is not None
+        hba = self.datadir / "pg_hba.conf"
+        line = f"host all all {subnet} scram-sha-256"
+        if line not in hba.read_text().splitlines():
+            with open(hba, "a") as handle:
+                handle.write(f"# clients on the test bed's Docker network\n{line}\n")
 
     def _initdb(self, bindir: Path, as_user: str | None) -> None:
         _remove_abandoned_datadirs()
@@ -173,8 +207,12 @@ class Postgres(Component):
     def is_healthy(self) -> bool:
         import psycopg
 
-        with psycopg.connect(self.dsn(), connect_timeout=3) as conn:
-            return conn.execute("SELECT 1").fetchone() == (1,)
+        dsns = [self.dsn()] + ([self.external_dsn()] if self.external is not None else [])
+        for dsn in dsns:
+            with psycopg.connect(dsn, connect_timeout=3) as conn:
+                if conn.execute("SELECT 1").fetchone() != (1,):
+                    return False
+        return True
 
     def info(self) -> dict[str, Any]:
         return {
@@ -184,6 +222,7 @@ class Postgres(Component):
             "password": self.password,
             "dsn": self.dsn(),
             "datadir": str(self.datadir) if self.datadir else None,
+            "external": dataclasses.asdict(self.external) if self.external else None,
         }
 
     def env(self) -> dict[str, str]:
@@ -193,11 +232,16 @@ class Postgres(Component):
             "TESTBED_PG_USER": self.user,
             "TESTBED_PG_PASSWORD": self.password,
             "TESTBED_PG_DSN": self.dsn(),
-        }
+        } | (
+            {"TESTBED_PG_EXTERNAL_HOST": self.external_host, "TESTBED_PG_EXTERNAL_DSN": self.external_dsn()}
+            if self.external is not None
+            else {}
+        )
 
     @classmethod
     def restore(cls, run: Run, info: dict[str, Any]) -> Postgres:
-        comp = cls(run)
+        external = info.get("external")
+        comp = cls(run, external=DockerNetwork(**external) if external else None)
         comp.host, comp.port, comp.password = info["host"], int(info["port"]), info["password"]
         comp.datadir = Path(info["datadir"]) if info.get("datadir") else None
         return comp
