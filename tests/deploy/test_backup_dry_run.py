@@ -1,0 +1,32 @@
+"""The backup phase per inventory, as a server-side dry run on the test bed's API server (kwok):
+the scripts' ConfigMap, the volume claim and the CronJob are admitted, with each inventory's
+settings."""
+
+from __future__ import annotations
+
+import pytest
+from deploy_support import ENVIRONMENTS
+from test_dry_run import _ensure_namespaces, dry_run
+
+pytestmark = pytest.mark.testbed
+
+
+@pytest.mark.parametrize("env_name", ENVIRONMENTS)
+def test_the_backup_cronjob_is_admitted(kube, env_name, tmp_path):
+    _ensure_namespaces(kube)
+    result = dry_run(kube, env_name, tmp_path, playbook="playbooks/backup.yml")
+    tail = f"{result.stdout[-4000:]}\n{result.stderr[-2000:]}"
+    assert result.returncode == 0, f"{env_name}: dry run failed\n{tail}"
+    assert "changed=1" in result.stdout, tail
+    # a dry run: the server validated the objects and kept none
+    found = kube.kubectl("-n", "todo", "get", "cronjob", "--ignore-not-found", "-o", "name")
+    assert "todo-db-backup" not in found.stdout
+
+
+def test_a_bad_schedule_is_refused_by_the_api_server(kube, tmp_path):
+    _ensure_namespaces(kube)
+    result = dry_run(
+        kube, "kind", tmp_path, {"backup_schedule": "61 * * * *"}, playbook="playbooks/backup.yml"
+    )
+    assert result.returncode != 0
+    assert "schedule" in result.stdout, result.stdout[-3000:]
