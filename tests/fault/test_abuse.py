@@ -4,8 +4,10 @@ clear status while the service keeps answering everyone else."""
 import select
 import socket
 import time
+import uuid
 
 import httpx
+import orjson
 import pytest
 from testbed.platform import TEST_APP_API_TOKEN
 from todo.common.http import MAX_HEADER_BYTES, MAX_REQUEST_LINE
@@ -107,3 +109,61 @@ def test_a_chunked_body_is_counted_as_it_arrives(todo_platform):
     assert r.status_code == 413, r.text
     assert r.json()["type"].endswith("/payload-too-large")
     still_answers(url)
+
+
+# --- recurrence past the calendar's end (year 9999) -------------------------------------------------
+FAR_DUE = "9998-06-01T09:00:00Z"
+LONG_STEP = {"freq": "daily", "interval": 1000}
+
+
+def login(url: str) -> dict[str, str]:
+    account = {"email": f"abuse-{uuid.uuid4().hex[:10]}@example.test", "password": uuid.uuid4().hex}
+    httpx.post(f"{url}/api/auth/register", json=account, timeout=30).raise_for_status()
+    token = httpx.post(f"{url}/api/auth/login", json=account, timeout=30).json()["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_a_series_past_year_9999_is_refused_at_the_api(todo_platform):
+    url = todo_platform.urls["backend"]
+    auth = login(url)
+    with httpx.Client(base_url=url, headers=auth, timeout=30) as api:
+        r = api.post("/api/tasks", json={"title": "far", "due_at": FAR_DUE, "recurrence": LONG_STEP})
+        assert r.status_code == 422, r.text
+        assert "year 9999" in r.json()["detail"]
+        # The same series reached by two updates, each harmless alone.
+        r = api.post("/api/tasks", json={"title": "far", "due_at": FAR_DUE})
+        assert r.status_code == 201, r.text
+        task = r.json()["id"]
+        r = api.patch(f"/api/tasks/{task}", json={"recurrence": LONG_STEP})
+        assert r.status_code == 422, r.text
+        assert "year 9999" in r.json()["detail"]
+        assert api.get(f"/api/tasks/{task}").json()["recurrence"] is None
+
+
+def test_a_completed_task_whose_next_date_overflows_goes_to_the_dead_letter_topic(todo_platform, kafka):
+    """An event the API would refuse (written before the rule, or by hand) reaches the recurring
+    consumer: it is poison, moved to the DLQ at once, not retried for minutes."""
+    from confluent_kafka import Consumer, Producer
+    from testbed.platform import task_event, task_snapshot
+
+    task = task_snapshot(uuid.uuid4(), status="completed", due_at=FAR_DUE, recurrence=LONG_STEP,
+                         completed_at="2030-01-01T00:00:00Z", series_anchor_at=FAR_DUE)
+    event = task_event("completed", task, changed_fields=["status", "completed_at"])
+    consumer = Consumer({"bootstrap.servers": kafka.plaintext, "group.id": f"dlq-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe(["task-events-dlq"])
+    producer = Producer({"bootstrap.servers": kafka.plaintext})
+    producer.produce("task-events", key=event["subject"], value=orjson.dumps(event),
+                     headers={"content-type": "application/cloudevents+json"})
+    producer.flush(30)
+    found = None
+    deadline = time.monotonic() + 60  # Dapr's redelivery of a RETRY never ends on the test bed
+    try:
+        while found is None and time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is not None and not msg.error() and orjson.loads(msg.value()).get("id") == event["id"]:
+                found = orjson.loads(msg.value())
+    finally:
+        consumer.close()
+    assert found is not None, "the overflowing event never reached task-events-dlq"
+    assert "last representable date" in found["deadletterreason"]

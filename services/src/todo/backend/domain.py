@@ -39,6 +39,26 @@ class Freq(StrEnum):
     yearly = "yearly"
 
 
+def check_recurrence_fits(due_at: datetime | None, recurrence: dict[str, Any] | None) -> None:
+    """Raise ValueError when the occurrence after ``due_at`` would fall after year 9999 (the last
+    year a date can hold): the recurring service could never compute it."""
+    if due_at is None or not recurrence:
+        return
+    from todo.recurring.recurrence import InvalidRecurrence, Recurrence, as_utc, series_date
+
+    try:
+        rule = Recurrence.from_dict(recurrence)
+        if rule is not None:
+            series_date(as_utc(due_at), rule, 1)
+    except InvalidRecurrence:
+        return  # the schema reports what is wrong with the rule itself
+    except (OverflowError, ValueError):
+        raise ValueError(
+            "the occurrence after due_at would fall after year 9999: choose an earlier due_at or a "
+            "smaller recurrence interval"
+        ) from None
+
+
 class SortKey(StrEnum):
     priority = "priority"
     due = "due"

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from todo.backend.domain import Freq, Priority, Status, normalize_tags
+from todo.backend.domain import Freq, Priority, Status, check_recurrence_fits, normalize_tags
 from todo.common.validation import storable_text, utc_datetime
 
 _EMAIL = re.compile(
@@ -89,6 +89,12 @@ class TaskCreate(Strict):
     remind_before_minutes: RemindBefore | None = 15
     recurrence: Recurrence | None = None
 
+    @model_validator(mode="after")
+    def _series_fits_the_calendar(self) -> TaskCreate:
+        recurrence = self.recurrence.model_dump(mode="json") if self.recurrence else None
+        check_recurrence_fits(self.due_at, recurrence)
+        return self
+
 
 class TaskUpdate(Strict):
     """Partial update: absent fields stay as they are; ``null`` clears a field that may be empty."""
@@ -106,6 +112,8 @@ class TaskUpdate(Strict):
         for name in ("title", "priority"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be cleared (null)")
+        if self.recurrence is not None:  # with the stored due date, checked when the update applies
+            check_recurrence_fits(self.due_at, self.recurrence.model_dump(mode="json"))
         return self
 
     def changes(self) -> dict[str, Any]:

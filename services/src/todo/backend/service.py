@@ -31,6 +31,7 @@ from todo.backend.domain import (
     SortOrder,
     Status,
     TagsMatch,
+    check_recurrence_fits,
 )
 from todo.backend.models import Outbox, Task, User
 from todo.backend.schemas import NextOccurrenceRequest, TaskCreate, TaskUpdate
@@ -270,6 +271,12 @@ async def update_task(
         return task
     for name in changed:
         setattr(task, name, body.changes()[name])
+    if "due_at" in changed or "recurrence" in changed:
+        try:
+            check_recurrence_fits(task.due_at, task.recurrence)
+        except ValueError as exc:
+            await session.rollback()
+            raise ProblemError(422, "validation-error", str(exc)) from None
     _touch(task)
     queue_event(session, task, "updated", sorted(changed) + ["updated_at", "version"])
     await session.commit()

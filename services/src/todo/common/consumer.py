@@ -119,6 +119,9 @@ class EventConsumer:
                 after_commit = await handler(session, event)
         except PoisonEvent as exc:
             return await self._poison(event, raw, str(exc))
+        except ArithmeticError as exc:
+            # Arithmetic on the event's own data (a date past year 9999): every redelivery fails alike.
+            return await self._poison(event, raw, f"{type(exc).__name__}: {exc}")
         except Exception as exc:
             EVENTS_CONSUMED.labels(self.topic, event.type, "failed").inc()
             _log.warning("event handling failed; Dapr will redeliver", error=f"{type(exc).__name__}: {exc}")

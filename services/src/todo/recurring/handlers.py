@@ -40,11 +40,13 @@ def plan_next(task: dict[str, Any], event_time: datetime | None) -> NextOccurren
         occurrence = 1 if task.get("occurrence") is None else task["occurrence"]
         if not isinstance(occurrence, int) or occurrence < 1:
             raise InvalidRecurrence("occurrence must be a positive integer")
+        return next_occurrence(
+            rule, due_at=due_at, series_anchor_at=anchor, completed_at=completed_at, occurrence=occurrence
+        )
+    except OverflowError as exc:  # the series runs past year 9999 (datetime's last year)
+        raise PoisonEvent(f"the next occurrence is past the last representable date: {exc}") from None
     except (InvalidRecurrence, TypeError, ValueError, AttributeError) as exc:
         raise PoisonEvent(f"cannot evaluate the recurrence: {exc}") from None
-    return next_occurrence(
-        rule, due_at=due_at, series_anchor_at=anchor, completed_at=completed_at, occurrence=occurrence
-    )
 
 
 class RecurringTaskHandler:
