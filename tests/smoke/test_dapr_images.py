@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -44,9 +45,21 @@ def render_dapr_chart(helm: Path, work: Path, **extra_vars: str) -> str:
     return helm_template(helm, rel, chart_archive("dapr", dapr_images.VERSION), [], work)
 
 
-def test_every_image_the_chart_runs_is_one_we_build(helm, tmp_path):
-    rendered = render_dapr_chart(helm, tmp_path)
-    assert dapr_images.chart_image_refs(rendered) == set(dapr_images.image_refs())
+@pytest.fixture(scope="module")
+def rendered(helm, tmp_path_factory) -> dict[str, str]:
+    """The chart rendered with the role's defaults and with dapr_image_registry set to a mirror (the two
+    Ansible runs in parallel)."""
+    variants = {"upstream": {}, "mirror": {"dapr_image_registry": MIRROR}}
+    with ThreadPoolExecutor(len(variants)) as pool:
+        futures = {
+            name: pool.submit(render_dapr_chart, helm, tmp_path_factory.mktemp(name), **extra)
+            for name, extra in variants.items()
+        }
+        return {name: future.result() for name, future in futures.items()}
+
+
+def test_every_image_the_chart_runs_is_one_we_build(rendered):
+    assert dapr_images.chart_image_refs(rendered["upstream"]) == set(dapr_images.image_refs())
     # the upstream names, spelled out, so a change of the chart's naming is seen here
     assert sorted(dapr_images.image_refs()) == [
         f"ghcr.io/dapr/{name}:1.18.2"
@@ -54,9 +67,8 @@ def test_every_image_the_chart_runs_is_one_we_build(helm, tmp_path):
     ]
 
 
-def test_dapr_image_registry_points_every_image_at_a_mirror(helm, tmp_path):
-    rendered = render_dapr_chart(helm, tmp_path, dapr_image_registry=MIRROR)
-    assert dapr_images.chart_image_refs(rendered) == set(dapr_images.image_refs(MIRROR))
+def test_dapr_image_registry_points_every_image_at_a_mirror(rendered):
+    assert dapr_images.chart_image_refs(rendered["mirror"]) == set(dapr_images.image_refs(MIRROR))
 
 
 # --------------------------------------------------------------------------------------------------
