@@ -109,6 +109,10 @@ def test_a_container_on_the_network_reaches_postgres_and_kafka(
         # the broker advertises its gateway address on the external listeners
         assert result[listener] == [external_kafka.external_bootstrap(listener)], listener
     assert external_pg.external_host == network.gateway
+    settings = external_kafka.kafka_external_settings("sasl_ssl")
+    assert settings["bootstrap_servers"] == [external_kafka.external_bootstrap("sasl_ssl")]
+    assert (settings["security_protocol"], settings["sasl_mechanism"]) == ("SASL_SSL", "PLAIN")
+    assert settings["tls_ca_cert"].startswith("-----BEGIN CERTIFICATE-----")
 
 
 def _listeners(comp: Kafka) -> dict[str, str]:

@@ -313,6 +313,24 @@ class Kafka(Component):
         """librdkafka settings for ``listener``'s twin on the Docker network."""
         return self.client_config(listener) | {"bootstrap.servers": self.external_bootstrap(listener)}
 
+    def kafka_external_settings(self, listener: str = "scram") -> dict[str, Any]:
+        """The kafka role's ``kafka_external`` (``kafka_provider: external``) for ``listener``'s twin on
+        the Docker network: what a kind cluster's deploy uses to reach this broker."""
+        conf = self.external_client_config(listener)
+        settings: dict[str, Any] = {
+            "bootstrap_servers": [conf["bootstrap.servers"]],
+            "security_protocol": conf.get("security.protocol", "PLAINTEXT"),
+        }
+        if "sasl.mechanism" in conf:
+            settings |= {
+                "sasl_mechanism": conf["sasl.mechanism"],
+                "sasl_username": conf["sasl.username"],
+                "sasl_password": conf["sasl.password"],
+            }
+        if "ssl.ca.location" in conf:
+            settings["tls_ca_cert"] = Path(conf["ssl.ca.location"]).read_text()
+        return settings
+
     def client_config(self, listener: str = "plaintext") -> dict[str, str]:
         """librdkafka / confluent-kafka settings for ``listener``."""
         conf = {"bootstrap.servers": self.bootstrap(listener)}
