@@ -15,6 +15,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from testbed.core import Run
 from testbed.docker_network import ensure_network
 from testbed.images import docker_cli, ensure_base_image
 from testbed.kafka import LISTENERS, Kafka
@@ -122,20 +123,21 @@ def _listeners(comp: Kafka) -> dict[str, str]:
 
 def test_loopback_only_stays_the_default(testbed_run, network):
     """Without ``external`` every listener is on loopback; with it, the gateway twins are added and the
-    controller stays on loopback (configuration only, no broker started)."""
-    default = Kafka(testbed_run)
-    default.ports = {name: 1 for name in (*LISTENERS, "controller")}
-    for value in _listeners(default).values():
-        assert {address.split("//")[1].split(":")[0] for address in value.split(",")} == {"127.0.0.1"}
-    opted_in = Kafka(testbed_run, external=network)
-    opted_in.ports, opted_in.external_ports = dict(default.ports), {name: 2 for name in LISTENERS}
-    for value in _listeners(opted_in).values():
-        hosts = {
-            address.split("://")[0]: address.split("//")[1].split(":")[0] for address in value.split(",")
-        }
-        assert hosts == {
-            "PLAINTEXT": "127.0.0.1", "SCRAM": "127.0.0.1", "SASLSSL": "127.0.0.1", "CONTROLLER": "127.0.0.1",
-            "EXTPLAIN": network.gateway, "EXTSCRAM": network.gateway, "EXTSASLSSL": network.gateway,
-        }  # fmt: skip
-    default.destroy()
-    opted_in.destroy()
+    controller stays on loopback (configuration only, no broker started; a run of its own, so the
+    files never touch a running broker's)."""
+    run = Run(f"{testbed_run.name}-config")
+    try:
+        default = Kafka(run)
+        default.ports = {name: 1 for name in (*LISTENERS, "controller")}
+        for value in _listeners(default).values():
+            assert {address.split("//")[1].split(":")[0] for address in value.split(",")} == {"127.0.0.1"}
+        opted_in = Kafka(run, external=network)
+        opted_in.ports, opted_in.external_ports = dict(default.ports), {name: 2 for name in LISTENERS}
+        for value in _listeners(opted_in).values():
+            hosts = {
+                address.split("://")[0]: address.split("//")[1].split(":")[0] for address in value.split(",")
+            }
+            loopback = dict.fromkeys(("PLAINTEXT", "SCRAM", "SASLSSL", "CONTROLLER"), "127.0.0.1")
+            assert hosts == loopback | dict.fromkeys(("EXTPLAIN", "EXTSCRAM", "EXTSASLSSL"), network.gateway)
+    finally:
+        run.remove_data()
