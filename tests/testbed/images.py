@@ -88,6 +88,8 @@ RECIPES: dict[str, Recipe] = {
             "libseccomp2",
             "pigz",
             "fuse-overlayfs",
+            # kind's /kind/bin/mount-product-files.sh, the createContainer hook of every container
+            "jq",
         ),  # fmt: skip
         ("ENV container=docker", 'ENTRYPOINT ["/sbin/init"]'),
     ),

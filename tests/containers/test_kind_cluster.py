@@ -1,0 +1,158 @@
+"""kind v0.33.0 creates a cluster here from the node image built here, and runs a pod of ours.
+
+The ``kind_cluster`` fixture (tests/testbed/pytest_plugin_kind.py) runs the pinned kind binary
+(``kind create cluster --image kindest/node:v1.36.3`` with the product's kind configuration) against
+the test bed's Docker engine and waits for the node and CoreDNS to be Ready.  This test then loads the
+services image (services/Dockerfile, built on the Debian base made here) with ``kind load``, runs the
+backend in a namespace that enforces Pod Security ``restricted`` and reaches it the way a user would:
+``kubectl port-forward``.  CI stage: ``containers``.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import subprocess
+import time
+
+import httpx
+import pytest
+from testbed.gobuild import KUBERNETES_VERSION
+from testbed.images import ensure_services_image
+from testbed.kind_cluster import kubectl_binary
+from testbed.kind_node import COMPONENT_IMAGES, NODE_IMAGE
+
+pytestmark = pytest.mark.testbed
+
+NAMESPACE = "restricted-smoke"
+
+POD = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: backend
+  namespace: {namespace}
+  labels: {{app: backend}}
+spec:
+  securityContext:
+    runAsNonRoot: true
+    runAsUser: 10001
+    runAsGroup: 10001
+    seccompProfile: {{type: RuntimeDefault}}
+  containers:
+    - name: backend
+      image: docker.io/library/{image}
+      imagePullPolicy: Never
+      args: [backend]
+      ports: [{{containerPort: 8000}}]
+      env:
+        - {{name: JWT_SECRET, value: {jwt}}}
+        - {{name: DAPR_READY_CHECK, value: "false"}}
+      readinessProbe:
+        httpGet: {{path: /healthz, port: 8000}}
+      securityContext:
+        allowPrivilegeEscalation: false
+        readOnlyRootFilesystem: true
+        capabilities: {{drop: [ALL]}}
+"""
+
+
+def test_the_node_runs_kubernetes_built_here(kind_cluster):
+    nodes = kind_cluster.kubectl("get", "nodes", "-o", "jsonpath={.items[*].status.nodeInfo.kubeletVersion}")
+    assert nodes.stdout.split() == [KUBERNETES_VERSION]
+    images = kind_cluster.node_exec("crictl", "images", "-o", "json").stdout
+    for image in COMPONENT_IMAGES:
+        name, tag = image.ref.rsplit(":", 1)
+        assert f'"{name}:{tag}"' in images, f"{image.ref} is not preloaded in {NODE_IMAGE}"
+    # kubeadm deployed the control plane from those images: nothing was pulled
+    pods = kind_cluster.kubectl(
+        "get",
+        "pods",
+        "-n",
+        "kube-system",
+        "-o",
+        "jsonpath={range .items[*]}{.spec.containers[0].image}{'\\n'}{end}",
+    ).stdout.split()
+    assert set(pods) <= {image.ref for image in COMPONENT_IMAGES}, pods
+
+
+def test_a_restricted_pod_of_the_services_image_answers_through_port_forward(kind_cluster, docker_engine):
+    image = ensure_services_image(docker_engine.host)
+    kind_cluster.load_image(image)
+    kind_cluster.kubectl("create", "namespace", NAMESPACE)
+    kind_cluster.kubectl(
+        "label", "namespace", NAMESPACE,
+        "pod-security.kubernetes.io/enforce=restricted", "pod-security.kubernetes.io/enforce-version=latest",
+    )  # fmt: skip
+    # the namespace really enforces: a pod that keeps its capabilities is refused
+    refused = kind_cluster.kubectl(
+        "run",
+        "privileged",
+        "-n",
+        NAMESPACE,
+        f"--image=docker.io/library/{image}",
+        "--restart=Never",
+        check=False,
+    )
+    assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr, refused.stderr
+
+    manifest = POD.format(namespace=NAMESPACE, image=image, jwt=secrets.token_urlsafe(32))
+    kind_cluster.kubectl("apply", "-f", "-", input=manifest)
+    ready = kind_cluster.kubectl(
+        "wait",
+        "-n",
+        NAMESPACE,
+        "--for=condition=Ready",
+        "pod/backend",
+        "--timeout=240s",
+        check=False,
+        timeout=270,
+    )
+    assert ready.returncode == 0, f"{ready.stderr}\n{kind_cluster.diagnostics()}"
+
+    forward = subprocess.Popen(
+        [
+            str(kubectl_binary()),
+            "--kubeconfig",
+            str(kind_cluster.kubeconfig),
+            "--context",
+            kind_cluster.context,
+            "port-forward",
+            "-n",
+            NAMESPACE,
+            "pod/backend",
+            ":8000",
+        ],  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert forward.stdout is not None
+        line = forward.stdout.readline()
+        match = re.search(r"127\.0\.0\.1:(\d+)", line)
+        assert match, (
+            f"kubectl port-forward said {line!r}; stderr: {forward.stderr.read() if forward.poll() else ''}"
+        )
+        reply = None
+        for _ in range(10):
+            try:
+                reply = httpx.get(f"http://127.0.0.1:{match.group(1)}/healthz", timeout=10)
+                break
+            except httpx.TransportError:
+                time.sleep(1)
+        assert reply is not None and reply.status_code == 200, reply
+        assert reply.json() == {"status": "ok"}
+    finally:
+        forward.terminate()
+        forward.wait(timeout=10)
+
+    # and it runs as the restricted profile says: UID 10001, no capabilities, a seccomp filter
+    status = kind_cluster.node_exec(
+        "bash",
+        "-c",
+        "for p in $(pgrep -x todo-service); do grep -E '^(Uid|CapEff|Seccomp):' /proc/$p/status; done",
+    ).stdout
+    assert "Uid:\t10001\t10001\t10001\t10001" in status, status
+    assert "CapEff:\t0000000000000000" in status, status
+    assert "Seccomp:\t2" in status, status
