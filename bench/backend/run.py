@@ -236,6 +236,7 @@ def main() -> None:
             "OUTBOX_RELAY": "false",
             "LOG_LEVEL": "INFO",
             "DAPR_HTTP_PORT": "9",
+            "APP_API_TOKEN": "bench-app-token-" + "x" * 16,
         }
 
         def backend(name: str, instrumentation: bool, pool: int) -> Server:

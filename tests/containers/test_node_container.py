@@ -140,6 +140,7 @@ spec:
       args: [backend]
       env:
         - {{name: JWT_SECRET, value: {jwt}}}
+        - {{name: APP_API_TOKEN, value: {app_token}}}
         - {{name: DAPR_READY_CHECK, value: "false"}}
       securityContext:
         allowPrivilegeEscalation: false
@@ -300,7 +301,8 @@ def test_kubelet_runs_a_static_pod_of_the_services_image(docker_engine, node, tm
     _write(host, node, "/etc/systemd/system/kubelet.service", KUBELET_UNIT)
     _write(
         host, node, "/etc/kubernetes/manifests/backend.yaml",
-        STATIC_POD.format(image=services, jwt=secrets.token_urlsafe(32)),
+        STATIC_POD.format(image=services, jwt=secrets.token_urlsafe(32),
+                          app_token=secrets.token_urlsafe(24)),
     )  # fmt: skip
     _ok(_docker(host, "exec", node, "systemctl", "daemon-reload"))
     _ok(_docker(host, "exec", node, "systemctl", "start", "kubelet"))

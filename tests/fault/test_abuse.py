@@ -167,3 +167,27 @@ def test_a_completed_task_whose_next_date_overflows_goes_to_the_dead_letter_topi
         consumer.close()
     assert found is not None, "the overflowing event never reached task-events-dlq"
     assert "last representable date" in found["deadletterreason"]
+
+
+# --- fail closed without the app token --------------------------------------------------------------
+def test_a_service_without_the_app_token_refuses_to_start(todo_platform):
+    """Without APP_API_TOKEN the event routes would accept deliveries from anyone: the service exits
+    with a message saying what to set, unless DEVELOPMENT_MODE says it is a developer's machine."""
+    from testbed.core import ComponentError
+
+    service = "audit"
+    try:
+        todo_platform.extra_env[service] = {"APP_API_TOKEN": ""}
+        with pytest.raises(ComponentError, match="audit exited"):
+            todo_platform.restart_app(service)
+        log = todo_platform.log_files[service].read_text()
+        assert "APP_API_TOKEN is not set" in log and "DEVELOPMENT_MODE=true" in log
+        todo_platform.extra_env[service] = {"APP_API_TOKEN": "", "DEVELOPMENT_MODE": "true"}
+        todo_platform.restart_app(service)  # starts
+    finally:
+        todo_platform.extra_env.pop(service, None)
+        todo_platform.restart_app(service)  # with the test bed's token again
+    # With the token, a delivery without it is refused.
+    url = todo_platform.urls[service]
+    r = httpx.post(f"{url}{a_post_route(url)}", json={}, timeout=10)
+    assert r.status_code == 401 and r.json()["type"].endswith("/invalid-app-token")

@@ -23,7 +23,8 @@ def audit_dsn(pg):
 @pytest.fixture(scope="module")
 async def client(audit_dsn):
     settings = ServiceSettings(
-        database_url=audit_dsn, jwt_secret=TEST_JWT_SECRET, dapr_ready_check=False, dapr_http_port=1
+        database_url=audit_dsn, jwt_secret=TEST_JWT_SECRET, dapr_ready_check=False, dapr_http_port=1,
+        development_mode=True,  # deliveries without the app token
     )  # no sidecar: a DLQ publish fails
     app = create_app(settings)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://audit") as c:

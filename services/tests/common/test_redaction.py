@@ -93,8 +93,8 @@ def test_the_message_is_redacted_and_the_generated_fields_kept():
 # Pieces that made the old patterns try again at every repetition (each attempt scanning to the end):
 # JWT starts without the dots, URL schemes with a user but no "@", quotes that never close, headers
 # without a value. Repeated up to the longest request line the server accepts and up to the cap.
-_ADVERSARIAL = ["eyJ-", "eyJ", "a://b:", "a:", "://", "x:y", "token=\"", "token='", "password ", "Bearer\t", " ",
-                "basic ", "@", "-", "key=", "é", "/"]
+_ADVERSARIAL = ["eyJ-", "eyJ", "a://b:", "a:", "://", "x:y", "token=\"", "token='", "password ", "Bearer\t",
+                " ", "basic ", "@", "-", "key=", "é", "/"]
 _SIZES = [MAX_REQUEST_LINE, MAX_SCANNED_CHARS]
 
 

@@ -30,7 +30,7 @@ def dsn(pg):
 @pytest.fixture(scope="module")
 async def app(dsn):
     settings = NotificationSettings(database_url=dsn, jwt_secret=TEST_JWT_SECRET, dapr_ready_check=False,
-                                    dapr_http_port=1)
+                                    dapr_http_port=1, development_mode=True)
     app = create_app(settings)
     yield app
     await app.state.db.dispose()

@@ -29,6 +29,7 @@ async def server():
         dapr_ready_check=False,
         ws_heartbeat_seconds=0.3,
         ws_max_event_age_seconds=MAX_AGE,
+        development_mode=True,
     )
     app = create_app(settings)
     port = free_port()

@@ -16,7 +16,8 @@ from todo.sync.app import SyncSettings, create_app
 
 @pytest.fixture(scope="module")
 async def server():
-    settings = SyncSettings(jwt_secret=TEST_JWT_SECRET, dapr_ready_check=False, ws_heartbeat_seconds=0.3)
+    settings = SyncSettings(jwt_secret=TEST_JWT_SECRET, dapr_ready_check=False, ws_heartbeat_seconds=0.3,
+                            development_mode=True)
     app = create_app(settings)
     port = free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))

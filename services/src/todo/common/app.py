@@ -54,6 +54,9 @@ def create_service_app(
     ``check_database=False`` leaves the database out of /readyz (for a service without tables; the
     engine is created lazily and never connects if unused)."""
     configure_logging(service, settings.log_level)
+    settings.check_can_serve()
+    if settings.app_api_token is None:
+        _log.warning("development mode without APP_API_TOKEN: event and internal routes are open to anyone")
     background: list[asyncio.Task[Any]] = []
 
     @contextlib.asynccontextmanager

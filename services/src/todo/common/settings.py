@@ -57,6 +57,9 @@ class ServiceSettings(BaseSettings):
     dapr_host: str = "127.0.0.1"
     dapr_api_token: SecretStr | None = None
     app_api_token: SecretStr | None = None
+    #: A developer's machine: the service may run without APP_API_TOKEN, and then its event and
+    #: internal routes accept calls from anyone. Never set in a deployment.
+    development_mode: bool = False
     #: /readyz also checks the Dapr sidecar (turn off only for a service run without a sidecar).
     dapr_ready_check: bool = True
     log_level: str = "INFO"
@@ -85,6 +88,17 @@ class ServiceSettings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
+
+    def check_can_serve(self) -> None:
+        """Raise ValueError for settings a service must not run with (the CLI exits with the message)."""
+        if not self.development_mode and (
+            self.app_api_token is None or not self.app_api_token.get_secret_value()
+        ):
+            raise ValueError(
+                "APP_API_TOKEN is not set: without it the event and internal routes would accept "
+                "unauthenticated calls. Give the service the token its Dapr sidecar sends (the "
+                "dapr.io/app-token-secret), or set DEVELOPMENT_MODE=true on a developer machine."
+            )
 
     @property
     def dapr_url(self) -> str:
