@@ -191,3 +191,42 @@ def test_a_service_without_the_app_token_refuses_to_start(todo_platform):
     url = todo_platform.urls[service]
     r = httpx.post(f"{url}{a_post_route(url)}", json={}, timeout=10)
     assert r.status_code == 401 and r.json()["type"].endswith("/invalid-app-token")
+
+
+# --- a failing statement's parameters stay out of the log -------------------------------------------
+def test_a_failing_statement_logs_no_parameters(todo_platform):
+    """A database error while registering: the log line is schema-valid and holds neither the e-mail
+    nor the password hash that were the statement's parameters."""
+    import json
+
+    import jsonschema
+    import psycopg
+    from testbed.core import repo_root
+
+    schema = json.loads((repo_root() / "docs" / "log-line.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+    url, log_file = todo_platform.urls["backend"], todo_platform.log_files["backend"]
+    email = f"planted-{uuid.uuid4().hex[:10]}@example.test"
+    with psycopg.connect(todo_platform.dsn, autocommit=True) as db:
+        db.execute("""CREATE OR REPLACE FUNCTION backend.refuse_planted() RETURNS trigger AS $$
+                      BEGIN IF NEW.email LIKE 'planted-%' THEN RAISE EXCEPTION 'refused by the test';
+                      END IF; RETURN NEW; END $$ LANGUAGE plpgsql""")
+        db.execute("CREATE TRIGGER refuse_planted BEFORE INSERT ON backend.users FOR EACH ROW "
+                   "EXECUTE FUNCTION backend.refuse_planted()")
+        try:
+            offset = log_file.stat().st_size
+            r = httpx.post(f"{url}/api/auth/register", json={"email": email, "password": "planted-pass-1"},
+                           timeout=30)
+        finally:
+            db.execute("DROP TRIGGER refuse_planted ON backend.users")
+            db.execute("DROP FUNCTION backend.refuse_planted()")
+    assert r.status_code >= 500 and r.headers["content-type"] == "application/problem+json"
+    with log_file.open("rb") as f:
+        f.seek(offset)
+        lines = [line for line in f.read().decode().splitlines() if line.startswith("{")]
+    failing = [line for line in lines if "refused by the test" in line]
+    assert failing, f"no log line about the failing statement in {log_file}"
+    for line in lines:
+        assert not list(validator.iter_errors(json.loads(line))), line
+        assert email not in line and "$argon2id$" not in line, line
+    print(failing[0][:600])

@@ -112,6 +112,9 @@ class Database:
             pool_recycle=1800,
             connect_args={"server_settings": {"application_name": application_name}, "timeout": 10},
             json_serializer=_json_text,
+            # A failing statement's message would otherwise quote its parameters (e-mails, password
+            # hashes, task text), and error logs carry that message.
+            hide_parameters=True,
         )
         event.listen(self.engine.sync_engine.pool, "checkout", _refuse_closed_connection)
         # Without overflow a returned connection always goes back to the queue (no I/O), so

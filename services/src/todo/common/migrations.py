@@ -53,7 +53,7 @@ def run_env(target_metadata: MetaData, schema: str) -> None:
             context.run_migrations()
 
     async def run() -> None:
-        engine = create_async_engine(async_database_url(url), poolclass=pool.NullPool)
+        engine = create_async_engine(async_database_url(url), poolclass=pool.NullPool, hide_parameters=True)
         try:
             async with engine.connect() as conn:
                 await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
