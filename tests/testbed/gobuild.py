@@ -123,6 +123,20 @@ def _k8s_ldflags(version: str) -> tuple[str, ...]:
     return tuple(f"-X {pkg}.{key}={value}" for key, value in stamps.items())
 
 
+def _prometheus_common_ldflags(version: str) -> tuple[str, ...]:
+    """The version stamps promu (.promu.yml) and prometheus-operator's Makefile set, so that
+    ``--version`` prints the release (revision and build date fixed, as for Kubernetes)."""
+    pkg = "github.com/prometheus/common/version"
+    stamps = {
+        "Version": version,
+        "Revision": "unknown",
+        "Branch": "HEAD",
+        "BuildUser": "todo-platform-testbed",
+        "BuildDate": "19700101-00:00:00",
+    }
+    return tuple(f"-X {pkg}.{key}={value}" for key, value in stamps.items())
+
+
 KUBERNETES_VERSION = "v1.36.3"
 DAPR_VERSION = "1.18.2"
 KWOK_VERSION = "v0.8.0"
@@ -136,6 +150,15 @@ COREDNS_VERSION = "v1.14.2"
 CRI_TOOLS_VERSION = "v1.37.0"
 #: the Alertmanager kube-prometheus-stack 88.5.3 deploys (its values.yaml image tag)
 ALERTMANAGER_VERSION = "v0.34.0"
+#: the rest of what kube-prometheus-stack 88.5.3 deploys (values.yaml image tags; Prometheus v3.x.y is
+#: the Go module version v0.3xx.y), and what the monitoring role and NetworkPolicy enforcement on kind add
+PROMETHEUS_OPERATOR_VERSION = "v0.93.1"
+PROMETHEUS_VERSION = "v3.14.0"
+KUBE_STATE_METRICS_VERSION = "v2.20.0"
+NODE_EXPORTER_VERSION = "v1.12.1"
+METRICS_SERVER_VERSION = "v0.8.0"
+#: the latest release of sigs.k8s.io/kube-network-policies on the Go module proxy
+KUBE_NETWORK_POLICIES_VERSION = "v0.8.0"
 #: The deploy path's tools (kind, helm) are pinned once, in the file the cluster role's preflight
 #: reads too, so the tool cache and the preflight agree by construction.
 DEPLOY_TOOL_PINS = Path(__file__).resolve().parents[2] / "roles/cluster/files/tool-versions.yml"
@@ -298,6 +321,71 @@ TOOLS: dict[str, GoTool] = {
             # ui/web.go embeds app/dist, which upstream builds with npm; the API needs no UI
             generated={"ui/app/dist/index.html": "<!doctype html><title>Alertmanager</title>\n"},
             purpose="Alertmanager for the alert delivery test (receivers the monitoring role renders)",
+        ),
+        GoTool(
+            name="prometheus-operator",
+            version=PROMETHEUS_OPERATOR_VERSION,
+            module_dir="prometheus-operator",
+            module="github.com/prometheus-operator/prometheus-operator",
+            packages=(
+                "github.com/prometheus-operator/prometheus-operator/cmd/operator",
+                "github.com/prometheus-operator/prometheus-operator/cmd/prometheus-config-reloader",
+            ),
+            ldflags=_prometheus_common_ldflags(PROMETHEUS_OPERATOR_VERSION.lstrip("v")),
+            purpose="prometheus-operator and its config reloader for the monitoring images",
+        ),
+        GoTool(
+            name="prometheus",
+            version=PROMETHEUS_VERSION,
+            module_dir="prometheus",
+            module="github.com/prometheus/prometheus",
+            packages=("github.com/prometheus/prometheus/cmd/prometheus",),
+            # promu adds builtinassets too, which embeds the web UI upstream builds with npm (absent
+            # from the module zip): without it the API and scraping work, the UI pages do not
+            tags=("netgo",),
+            ldflags=_prometheus_common_ldflags(PROMETHEUS_VERSION.lstrip("v")),
+            purpose="Prometheus (API and scraping, no web UI) for the monitoring images",
+        ),
+        GoTool(
+            name="kube-state-metrics",
+            version=KUBE_STATE_METRICS_VERSION,
+            module_dir="kube-state-metrics",
+            module="k8s.io/kube-state-metrics/v2",
+            packages=("k8s.io/kube-state-metrics/v2",),
+            rename={"v2": "kube-state-metrics"},
+            # its Makefile also stamps the client-go version it was built with (the wrapper's go.mod)
+            ldflags=(
+                *_prometheus_common_ldflags(KUBE_STATE_METRICS_VERSION),
+                "-X k8s.io/kube-state-metrics/v2/pkg/app.ClientGoVersion=v0.36.3",
+            ),
+            purpose="kube-state-metrics for the monitoring images",
+        ),
+        GoTool(
+            name="node-exporter",
+            version=NODE_EXPORTER_VERSION,
+            module_dir="node-exporter",
+            module="github.com/prometheus/node_exporter",
+            packages=("github.com/prometheus/node_exporter",),
+            ldflags=_prometheus_common_ldflags(NODE_EXPORTER_VERSION.lstrip("v")),
+            purpose="node_exporter for the monitoring images (cgo collectors left out, as upstream's)",
+        ),
+        GoTool(
+            name="metrics-server",
+            version=METRICS_SERVER_VERSION,
+            module_dir="metrics-server",
+            module="sigs.k8s.io/metrics-server",
+            packages=("sigs.k8s.io/metrics-server/cmd/metrics-server",),
+            ldflags=(f"-X k8s.io/client-go/pkg/version.gitVersion={METRICS_SERVER_VERSION}",),
+            purpose="metrics-server for the monitoring images (HPA on kind)",
+        ),
+        GoTool(
+            name="kube-network-policies",
+            version=KUBE_NETWORK_POLICIES_VERSION,
+            module_dir="kube-network-policies",
+            module="sigs.k8s.io/kube-network-policies",
+            packages=("sigs.k8s.io/kube-network-policies/cmd",),
+            rename={"cmd": "netpol"},
+            purpose="kube-network-policies (NetworkPolicy enforcement on kind) for its image",
         ),
     )
 }
