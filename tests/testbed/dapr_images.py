@@ -37,21 +37,14 @@ Command line: ``scripts/testbed tools dapr-images`` builds the archive ahead of 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import os
-import platform
-import subprocess
-import tarfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from testbed import gobuild
-from testbed.core import ComponentError, MissingTool, ensure_cached, log, register_tool
-from testbed.images import CA_BUNDLE, docker_cli
+from testbed import gobuild, image_archive
+from testbed.core import ensure_cached, register_tool
 
 VERSION = gobuild.DAPR_VERSION
 #: the chart's default ``global.registry``
@@ -60,7 +53,7 @@ UPSTREAM_REGISTRY = "ghcr.io/dapr"
 #: which are also the names of the binaries in them
 NAMES = ("daprd", "injector", "operator", "placement", "scheduler", "sentry")
 #: the non-root user of upstream's base image (distroless ``nonroot``)
-NONROOT = 65532
+NONROOT = image_archive.NONROOT
 #: bump when what goes into an image changes in a way the key does not see
 RECIPE_VERSION = "1"
 TOOL = "dapr-control-plane"
@@ -98,120 +91,44 @@ def chart_image_refs(manifests: str) -> set[str]:
 # Building the archive
 
 
-def _architecture() -> str:
-    machine = platform.machine()
-    return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
-
-
-def _ca_bundle() -> bytes:
-    if not CA_BUNDLE.is_file():
-        raise MissingTool(str(CA_BUNDLE), "apt-get install -y ca-certificates")
-    return CA_BUNDLE.read_bytes()
-
-
-@dataclass(frozen=True)
-class _Entry:
-    path: str
-    mode: int
-    data: bytes | None = None  # None: a directory
-    uid: int = 0
-    source: Path | None = None  # a file read from disk (the binaries)
-
-
-def _base_entries() -> list[_Entry]:
-    passwd = (
-        "root:x:0:0:root:/root:/sbin/nologin\n"
-        "nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n"
-        f"nonroot:x:{NONROOT}:{NONROOT}:nonroot:/home/nonroot:/sbin/nologin\n"
-    )
-    group = f"root:x:0:\nnobody:x:65534:\nnonroot:x:{NONROOT}:\n"
-    return [
-        _Entry("etc", 0o755),
-        _Entry("etc/group", 0o644, group.encode()),
-        _Entry("etc/nsswitch.conf", 0o644, b"hosts: files dns\n"),
-        _Entry("etc/passwd", 0o644, passwd.encode()),
-        _Entry("etc/ssl", 0o755),
-        _Entry("etc/ssl/certs", 0o755),
-        _Entry("etc/ssl/certs/ca-certificates.crt", 0o644, _ca_bundle()),
-        _Entry("home", 0o755),
-        _Entry("home/nonroot", 0o700, uid=NONROOT),
-        _Entry("root", 0o700),
-        _Entry("tmp", 0o1777),
-    ]
-
-
-def _write_layer(entries: list[_Entry], dest: Path) -> str:
-    """Write a layer tar (fixed times and owners, so the same files give the same bytes); return
-    its sha256 hex digest (the image's ``diff_id``)."""
-    with tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tar:
-        for entry in entries:
-            info = tarfile.TarInfo(entry.path)
-            info.mode, info.uid, info.gid, info.mtime = entry.mode, entry.uid, entry.uid, 0
-            if entry.data is None and entry.source is None:
-                info.type = tarfile.DIRTYPE
-                tar.addfile(info)
-            elif entry.source is not None:
-                info.size = entry.source.stat().st_size
-                with open(entry.source, "rb") as handle:
-                    tar.addfile(info, handle)
-            else:
-                info.size = len(entry.data)
-                tar.addfile(info, io.BytesIO(entry.data))
-    return _sha256_file(dest)
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _image_config(name: str, diff_ids: list[str]) -> bytes:
-    config = {
-        "architecture": _architecture(),
-        "os": "linux",
-        "created": "1970-01-01T00:00:00Z",
-        "config": {
-            "User": f"{NONROOT}:{NONROOT}",
-            "Env": [
-                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
-            ],
-            "WorkingDir": "/",
-            "Labels": {
-                "org.opencontainers.image.title": name,
-                "org.opencontainers.image.version": VERSION,
-                "org.opencontainers.image.source": "https://github.com/dapr/dapr",
-                "org.opencontainers.image.description": (
-                    f"{name} built by the todo-platform test bed from the Go module "
-                    f"github.com/dapr/dapr v{VERSION}"
-                ),
-            },
-        },
-        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{d}" for d in diff_ids]},
-        "history": [
-            {"created": "1970-01-01T00:00:00Z", "created_by": "base files (passwd, group, CA bundle, /tmp)"},
-            {
-                "created": "1970-01-01T00:00:00Z",
-                "created_by": f"/{name} from github.com/dapr/dapr v{VERSION}",
-            },
+    return image_archive.image_config(_config_section(name), diff_ids, _history(name))
+
+
+def _config_section(name: str) -> dict:
+    return {
+        "User": f"{NONROOT}:{NONROOT}",
+        "Env": [
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
         ],
+        "WorkingDir": "/",
+        "Labels": {
+            "org.opencontainers.image.title": name,
+            "org.opencontainers.image.version": VERSION,
+            "org.opencontainers.image.source": "https://github.com/dapr/dapr",
+            "org.opencontainers.image.description": (
+                f"{name} built by the todo-platform test bed from the Go module "
+                f"github.com/dapr/dapr v{VERSION}"
+            ),
+        },
     }
-    return json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _history(name: str) -> list[str]:
+    return [image_archive.BASE_HISTORY, f"/{name} from github.com/dapr/dapr v{VERSION}"]
 
 
 def archive_key() -> str:
     """Content key of the archive: the binaries, the base files and the recipe (builds the binaries
     when they are not in the cache)."""
     bin_dir = gobuild.ensure_built(TOOL)
-    digest = hashlib.sha256(f"recipe={RECIPE_VERSION}\narch={_architecture()}\n".encode())
-    for entry in _base_entries():
+    digest = hashlib.sha256(f"recipe={RECIPE_VERSION}\narch={image_archive.architecture()}\n".encode())
+    for entry in image_archive.base_entries():
         digest.update(f"{entry.path}\0{entry.mode:o}\0{entry.uid}\0".encode())
         digest.update(hashlib.sha256(entry.data or b"").digest())
     for name in NAMES:
-        digest.update(f"{name}\0{_sha256_file(bin_dir / name)}\n".encode())
+        digest.update(f"{name}\0{image_archive.sha256_file(bin_dir / name)}\n".encode())
     digest.update(_image_config("probe", []))
     return digest.hexdigest()[:16]
 
@@ -219,42 +136,16 @@ def archive_key() -> str:
 def _build_archive(out: Path, registry: str, tag: str) -> None:
     started = time.monotonic()
     bin_dir = gobuild.ensure_built(TOOL)
-    work = out / "layers"
-    work.mkdir()
-    base_id = _write_layer(_base_entries(), work / "base.tar")
-    members: dict[str, Path] = {f"{base_id}/layer.tar": work / "base.tar"}
-    manifest, config_ids = [], {}
-    for name, ref in zip(NAMES, image_refs(registry, tag), strict=True):
-        layer = work / f"{name}.tar"
-        layer_id = _write_layer([_Entry(name, 0o755, source=bin_dir / name)], layer)
-        members[f"{layer_id}/layer.tar"] = layer
-        config = _image_config(name, [base_id, layer_id])
-        config_id = hashlib.sha256(config).hexdigest()
-        (work / f"{config_id}.json").write_bytes(config)
-        members[f"{config_id}.json"] = work / f"{config_id}.json"
-        config_ids[ref] = f"sha256:{config_id}"
-        manifest.append(
-            {
-                "Config": f"{config_id}.json",
-                "RepoTags": [ref],
-                "Layers": [f"{base_id}/layer.tar", f"{layer_id}/layer.tar"],
-            }
+    images = [
+        image_archive.Image(
+            ref=ref,
+            entries=[image_archive.Entry(name, 0o755, source=bin_dir / name)],
+            config=_config_section(name),
+            created_by=_history(name)[1],
         )
-    (work / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    members["manifest.json"] = work / "manifest.json"
-    with tarfile.open(out / "images.tar", "w", format=tarfile.PAX_FORMAT) as tar:
-        for directory in sorted({m.split("/")[0] for m in members if "/" in m}):
-            info = tarfile.TarInfo(directory)
-            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
-            tar.addfile(info)
-        for member, path in members.items():
-            info = tarfile.TarInfo(member)
-            info.size, info.mode, info.mtime = path.stat().st_size, 0o644, 0
-            with open(path, "rb") as handle:
-                tar.addfile(info, handle)
-    for path in work.iterdir():
-        path.unlink()
-    work.rmdir()
+        for name, ref in zip(NAMES, image_refs(registry, tag), strict=True)
+    ]
+    config_ids = image_archive.write_archive(out / "images.tar", images)
     (out / "images.json").write_text(
         json.dumps(
             {
@@ -277,38 +168,17 @@ def ensure_archive(registry: str = UPSTREAM_REGISTRY, tag: str = VERSION) -> Pat
     return root / "images.tar"
 
 
-def archive_images(archive: Path) -> dict[str, str]:
-    """Reference -> image id (``sha256:…`` of its configuration) of the images in an archive."""
-    return json.loads((archive.parent / "images.json").read_text())["images"]
+archive_images = image_archive.archive_images
 
 
 # --------------------------------------------------------------------------------------------------
 # Loading
 
 
-def _docker(host: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [docker_cli(), *args],
-        env=os.environ | {"DOCKER_HOST": host},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=900,
-    )
-
-
 def load_into_docker(host: str, registry: str = UPSTREAM_REGISTRY, tag: str = VERSION) -> list[str]:
     """Load the images into the Docker engine at ``host`` unless each reference there already is our
     image (same id); return the references."""
-    archive = ensure_archive(registry, tag)
-    wanted = archive_images(archive)
-    present = _docker(host, "image", "inspect", "--format", "{{.Id}}", *wanted)
-    if present.returncode != 0 or present.stdout.split() != list(wanted.values()):
-        log(f"loading the Dapr {VERSION} images from {archive}")
-        done = _docker(host, "load", "-i", str(archive))
-        if done.returncode != 0:
-            raise ComponentError(f"docker load of {archive} failed: {done.stderr.strip()}")
-    return list(wanted)
+    return image_archive.load_into_docker(host, ensure_archive(registry, tag), f"Dapr {VERSION}")
 
 
 def load_into_kind(
@@ -316,20 +186,7 @@ def load_into_kind(
 ) -> list[str]:
     """``kind load image-archive`` of the six images into every node of kind cluster ``cluster``,
     whose node containers run in the Docker engine at ``docker_host``; return the references."""
-    archive = ensure_archive(registry, tag)
-    kind = gobuild.TOOLS["kind"].binary()
-    done = subprocess.run(
-        [str(kind), "load", "image-archive", str(archive), "--name", cluster],
-        env=os.environ | {"DOCKER_HOST": docker_host},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=1800,
-    )
-    if done.returncode != 0:
-        output = (done.stdout + done.stderr).strip()[-2000:]
-        raise ComponentError(f"kind load image-archive {archive} --name {cluster} failed: {output}")
-    return list(archive_images(archive))
+    return image_archive.load_into_kind(cluster, docker_host, ensure_archive(registry, tag))
 
 
 register_tool("dapr-images", ensure_archive)
