@@ -110,6 +110,7 @@ def test_an_upgrade_migrates_first_then_rolls_out_and_a_never_ready_image_is_rol
     result = upgrade(kube, tmp_path, NEVER_READY, 20)
     assert result.returncode != 0
     assert f"Upgrade to {NEVER_READY} rolled back" in result.stdout, result.stdout[-5000:]
+    assert "Error while evaluating conditional" not in result.stdout, result.stdout[-5000:]
     assert images(kube) == {"backend": RELEASE_2, "audit": RELEASE_2}
     kube.kubectl("-n", NAMESPACE, "rollout", "status", "deploy/backend", "deploy/audit", "--timeout=60s")
 
