@@ -606,6 +606,7 @@ COMPONENT_MODULES = (
     "testbed.gobuild",
     "testbed.daprd",
     "testbed.dapr_images",
+    "testbed.monitoring_images",
     "testbed.kube",
 )
 

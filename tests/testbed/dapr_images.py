@@ -41,8 +41,6 @@ import json
 import time
 from pathlib import Path
 
-import yaml
-
 from testbed import gobuild, image_archive
 from testbed.core import ensure_cached, register_tool
 
@@ -72,18 +70,11 @@ def chart_image_refs(manifests: str) -> set[str]:
     """Every image a rendered Dapr chart references: the containers of its workloads and the sidecar
     image the injector is told to add (its ``SIDECAR_IMAGE`` environment variable)."""
     found: set[str] = set()
-    for obj in yaml.safe_load_all(manifests):
-        if not isinstance(obj, dict):
-            continue
-        spec = obj.get("spec") or {}
-        pod = (spec.get("template") or {}).get("spec") or (spec if obj.get("kind") == "Pod" else {})
-        if obj.get("kind") == "CronJob":
-            pod = spec["jobTemplate"]["spec"]["template"]["spec"]
-        for container in (pod.get("initContainers") or []) + (pod.get("containers") or []):
-            found.add(container["image"])
-            for env in container.get("env") or []:
-                if env.get("name") == "SIDECAR_IMAGE":
-                    found.add(env["value"])
+    for container in image_archive.rendered_containers(manifests):
+        found.add(container["image"])
+        for env in container.get("env") or []:
+            if env.get("name") == "SIDECAR_IMAGE":
+                found.add(env["value"])
     return found
 
 

@@ -17,8 +17,11 @@ import os
 import platform
 import subprocess
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 from testbed import gobuild
 from testbed.core import ComponentError, MissingTool, log
@@ -187,6 +190,22 @@ def write_archive(dest: Path, images: list[Image]) -> dict[str, str]:
 def archive_images(archive: Path) -> dict[str, str]:
     """Reference -> image id of the images in an archive (from the ``images.json`` beside it)."""
     return json.loads((archive.parent / "images.json").read_text())["images"]
+
+
+# --------------------------------------------------------------------------------------------------
+# The images of a rendered chart
+
+
+def rendered_containers(manifests: str) -> Iterator[dict]:
+    """Every container and init container of the workloads (and bare pods) in rendered manifests."""
+    for obj in yaml.safe_load_all(manifests):
+        if not isinstance(obj, dict):
+            continue
+        spec = obj.get("spec") or {}
+        pod = (spec.get("template") or {}).get("spec") or (spec if obj.get("kind") == "Pod" else {})
+        if obj.get("kind") == "CronJob":
+            pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+        yield from (pod.get("initContainers") or []) + (pod.get("containers") or [])
 
 
 # --------------------------------------------------------------------------------------------------
