@@ -47,6 +47,7 @@ spec:
       ports: [{{containerPort: 8000}}]
       env:
         - {{name: JWT_SECRET, value: {jwt}}}
+        - {{name: APP_API_TOKEN, value: {app_token}}}
         - {{name: DAPR_READY_CHECK, value: "false"}}
       readinessProbe:
         httpGet: {{path: /healthz, port: 8000}}
@@ -96,7 +97,9 @@ def test_a_restricted_pod_of_the_services_image_answers_through_port_forward(kin
     )
     assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr, refused.stderr
 
-    manifest = POD.format(namespace=NAMESPACE, image=image, jwt=secrets.token_urlsafe(32))
+    manifest = POD.format(
+        namespace=NAMESPACE, image=image, jwt=secrets.token_urlsafe(32), app_token=secrets.token_urlsafe(32)
+    )
     kind_cluster.kubectl("apply", "-f", "-", input=manifest)
     ready = kind_cluster.kubectl(
         "wait",
@@ -108,7 +111,10 @@ def test_a_restricted_pod_of_the_services_image_answers_through_port_forward(kin
         check=False,
         timeout=270,
     )
-    assert ready.returncode == 0, f"{ready.stderr}\n{kind_cluster.diagnostics()}"
+    if ready.returncode != 0:
+        logs = kind_cluster.kubectl("logs", "-n", NAMESPACE, "backend", "--previous", check=False)
+        last_run = logs.stdout + logs.stderr
+        pytest.fail(f"{ready.stderr}\nbackend's last run:\n{last_run}\n{kind_cluster.diagnostics()}")
 
     forward = subprocess.Popen(
         [
