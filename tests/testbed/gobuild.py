@@ -527,6 +527,9 @@ def build_info(tool: GoTool | str) -> dict:
 # build shows up as its own stage).
 for _name in ("kubernetes", "etcd", "kwok", "daprd"):
     register_tool(_name, lambda _n=_name: ensure_built(_n))
+# what the kind node image (tests/testbed/kind_node.py, CI stage containers) is assembled from
+for _name in ("kind", "containerd", "kubelet", "kubernetes-node", "etcd-kubeadm", "coredns", "cri-tools"):
+    register_tool(_name, lambda _n=_name: ensure_built(_n))
 
 
 def _main(argv: list[str]) -> int:
