@@ -1,10 +1,12 @@
 """Attacks by one anonymous client on the running services (issue 17): each must be refused with a
 clear status while the service keeps answering everyone else."""
 
+import collections
 import select
 import socket
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import orjson
@@ -230,3 +232,97 @@ def test_a_failing_statement_logs_no_parameters(todo_platform):
         assert not list(validator.iter_errors(json.loads(line))), line
         assert email not in line and "$argon2id$" not in line, line
     print(failing[0][:600])
+
+
+# --- login and register floods ----------------------------------------------------------------------
+#: The backend container's memory limit (roles/apps/defaults/main.yml, apps_services.backend).
+BACKEND_MEMORY_LIMIT_MIB = 384
+
+
+def failed_login(url: str, email: str, client: str) -> httpx.Response:
+    # uvicorn takes the client address from X-Forwarded-For sent by a trusted proxy (127.0.0.1 here)
+    return httpx.post(f"{url}/api/auth/login", json={"email": email, "password": "wrong-password"},
+                      headers={"X-Forwarded-For": client}, timeout=30)
+
+
+def test_one_client_gets_429_after_its_burst(todo_platform):
+    url = todo_platform.urls["backend"]
+    # A burst of 30, refilled at one a second while the attempts run (each hashes a password).
+    statuses = []
+    while len(statuses) < 60 and 429 not in statuses:
+        statuses.append(failed_login(url, f"nobody-{len(statuses)}@example.test", "198.51.100.7").status_code)
+    assert statuses[:30] == [401] * 30 and statuses[-1] == 429, statuses
+    r = failed_login(url, "nobody-else@example.test", "198.51.100.7")
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+    assert r.json()["type"].endswith("/too-many-requests") and "client" in r.json()["detail"]
+    assert failed_login(url, "nobody-else@example.test", "198.51.100.8").status_code == 401  # others go on
+
+
+def test_one_account_gets_429_from_any_client(todo_platform):
+    url = todo_platform.urls["backend"]
+    email = f"target-{uuid.uuid4().hex[:8]}@example.test"
+    statuses = [failed_login(url, email, f"203.0.113.{i}").status_code for i in range(12)]
+    assert statuses[:10] == [401] * 10 and statuses[10:] == [429, 429], statuses
+    r = failed_login(url, email, "203.0.113.99")
+    assert r.status_code == 429 and "account" in r.json()["detail"] and int(r.headers["Retry-After"]) >= 1
+
+
+def rss_mib(pid: int) -> tuple[float, float]:
+    """Resident and peak resident memory of a process, MiB (from /proc)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    fields = dict(line.split(":", 1) for line in status.splitlines())
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def test_a_login_flood_stays_under_the_memory_limit_and_other_routes_answer(todo_platform):
+    """300 logins at once, each from its own client for its own account (no rate limit applies):
+    at most a few hashes run, the rest wait or get 503; task reads keep answering meanwhile."""
+    import asyncio
+
+    url = todo_platform.urls["backend"]
+    pid = todo_platform.processes["backend"].pid
+    auth = login(url)
+    before = rss_mib(pid)
+
+    async def flood() -> tuple[collections.Counter, list[int], float]:
+        # A connection per request: a pooled one the server has just closed would fail the request.
+        limits = httpx.Limits(max_connections=400, max_keepalive_connections=0)
+        async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+            async def one(i: int) -> int:
+                r = await client.post("/api/auth/login", json={"email": f"flood-{i}@example.test",
+                                                               "password": "wrong-password"},
+                                      headers={"X-Forwarded-For": f"10.{i // 250}.{i % 250}.1"})
+                if r.status_code == 503:
+                    assert int(r.headers["Retry-After"]) >= 1
+                return r.status_code
+
+            async def reads(stop: asyncio.Event) -> list[int]:
+                seen = []
+                while not stop.is_set():
+                    seen.append((await client.get("/api/tasks", headers=auth)).status_code)
+                    await asyncio.sleep(0.05)
+                return seen
+
+            peak = 0.0
+
+            async def sample(stop: asyncio.Event) -> None:
+                nonlocal peak
+                while not stop.is_set():
+                    peak = max(peak, rss_mib(pid)[0])
+                    await asyncio.sleep(0.02)
+
+            stop = asyncio.Event()
+            reader, sampler = asyncio.create_task(reads(stop)), asyncio.create_task(sample(stop))
+            statuses = await asyncio.gather(*(one(i) for i in range(300)))
+            stop.set()
+            return collections.Counter(statuses), await reader, (await sampler, peak)[1]
+
+    statuses, read_statuses, peak = asyncio.run(flood())
+    after = rss_mib(pid)
+    print(f"login flood: {dict(statuses)}; task reads during it: {len(read_statuses)}, "
+          f"statuses {set(read_statuses)}; backend RSS before {before[0]:.0f} MiB, peak sampled "
+          f"{peak:.0f} MiB, after {after[0]:.0f} MiB, high-water mark {after[1]:.0f} MiB "
+          f"(limit {BACKEND_MEMORY_LIMIT_MIB} MiB)")
+    assert set(statuses) <= {401, 503} and statuses[401] > 0
+    assert read_statuses and set(read_statuses) == {200}
+    assert after[1] < BACKEND_MEMORY_LIMIT_MIB

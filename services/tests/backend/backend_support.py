@@ -34,6 +34,8 @@ def make_settings(dsn: str, **overrides: object) -> BackendSettings:
         "dapr_http_port": 9,  # discard port: no sidecar unless a test starts one
         "outbox_relay": False,
         "log_level": "WARNING",
+        # every in-process request comes from one client address
+        "auth_client_burst": 1_000_000,
     }
     values.update(overrides)
     return BackendSettings(**values)

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from todo.backend.auth_limits import AuthLimits
 from todo.backend.models import Outbox
 from todo.backend.routes import auth_router, internal_router, tasks_router
 from todo.backend.settings import BackendSettings
@@ -28,6 +29,14 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
         app.state.relay = relay
         return relay.run()
 
+    limits = AuthLimits(
+        client_per_minute=settings.auth_client_per_minute,
+        client_burst=settings.auth_client_burst,
+        account_per_minute=settings.auth_account_per_minute,
+        account_burst=settings.auth_account_burst,
+        hash_concurrency=settings.password_hash_concurrency,
+        hash_queue=settings.password_hash_queue,
+    )
     app = create_service_app(
         service="backend",
         settings=settings,
@@ -43,4 +52,5 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
         ],
     )
     app.state.relay = None
+    app.state.auth_limits = limits
     return app

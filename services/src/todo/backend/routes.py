@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import AfterValidator, BaseModel, Field
 
 from todo.backend import service
+from todo.backend.auth_limits import AuthLimits
 from todo.backend.domain import Priority, SortKey, SortOrder, Status, TagsMatch, normalize_tags
 from todo.backend.schemas import (
     LoginRequest,
@@ -33,6 +34,13 @@ tasks_router = APIRouter(prefix="/api/tasks", tags=["tasks"], responses=problem_
 internal_router = APIRouter(prefix="/internal", tags=["internal"], dependencies=[Depends(require_app_token)])
 
 
+def _admitted(request: Request, email: str) -> AuthLimits:
+    """The backend's auth limits, after spending one attempt of this client and this account."""
+    limits: AuthLimits = request.app.state.auth_limits
+    limits.admit(request.client.host if request.client else "unknown", email)
+    return limits
+
+
 def _notify_relay(request: Request) -> None:
     relay = getattr(request.app.state, "relay", None)
     if relay is not None:
@@ -43,23 +51,25 @@ def _notify_relay(request: Request) -> None:
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=UserResponse,
-    responses=problem_responses(409, 422),
+    responses=problem_responses(409, 422, 429, 503),
     summary="Create an account",
 )
-async def register(body: RegisterRequest, session: Session) -> UserResponse:
-    user = await service.register_user(session, body.email, body.password)
+async def register(body: RegisterRequest, request: Request, session: Session) -> UserResponse:
+    limits = _admitted(request, body.email)
+    user = await service.register_user(session, body.email, body.password, limits.hashing)
     return UserResponse(id=user.id, email=user.email, created_at=user.created_at)
 
 
 @auth_router.post(
     "/login",
     response_model=TokenResponse,
-    responses=problem_responses(401, 422),
+    responses=problem_responses(401, 422, 429, 503),
     summary="Get an access token",
 )
 async def login(body: LoginRequest, request: Request, session: Session) -> TokenResponse:
     secret = jwt_secret_of(request)
-    user = await service.authenticate(session, body.email, body.password)
+    limits = _admitted(request, body.email)
+    user = await service.authenticate(session, body.email, body.password, limits.hashing)
     ttl = request.app.state.settings.jwt_ttl_seconds
     return TokenResponse(
         access_token=create_access_token(user.id, secret, ttl), expires_in=ttl, user_id=user.id

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import attrgetter, itemgetter
@@ -97,8 +98,16 @@ _DUMMY_HASH = _hasher.hash("not-a-real-password")
 # Users
 
 
-async def register_user(session: AsyncSession, email: str, password: str) -> User:
-    password_hash = await asyncio.to_thread(_hasher.hash, password)
+#: Holds one of the few password-hash slots for the duration of a hash (AuthLimits.hashing); the
+#: HTTP routes pass one, scripts calling these functions directly need none.
+HashSlot = Callable[[], AbstractAsyncContextManager[None]]
+
+
+async def register_user(
+    session: AsyncSession, email: str, password: str, hash_slot: HashSlot = nullcontext
+) -> User:
+    async with hash_slot():
+        password_hash = await asyncio.to_thread(_hasher.hash, password)
     user = User(id=uuid.uuid4(), email=email, password_hash=password_hash, created_at=datetime.now(UTC))
     session.add(user)
     try:
@@ -112,17 +121,23 @@ async def register_user(session: AsyncSession, email: str, password: str) -> Use
     return user
 
 
-async def authenticate(session: AsyncSession, email: str, password: str) -> User:
-    """The user with these credentials; unknown e-mail and bad password get the same 401 and work."""
-    user = (
-        await session.execute(select(User).where(User.email == email.strip().lower()))
-    ).scalar_one_or_none()
-    stored = user.password_hash if user else _DUMMY_HASH
-    try:
-        await asyncio.to_thread(_hasher.verify, stored, password)
-        ok = user is not None
-    except (VerificationError, InvalidHashError):
-        ok = False
+async def authenticate(
+    session: AsyncSession, email: str, password: str, hash_slot: HashSlot = nullcontext
+) -> User:
+    """The user with these credentials; unknown e-mail and bad password get the same 401 and work.
+
+    The hash slot is taken before the user is read: a login waiting for a slot holds no database
+    connection, so a flood of logins cannot drain the pool that every other route needs."""
+    async with hash_slot():
+        user = (
+            await session.execute(select(User).where(User.email == email.strip().lower()))
+        ).scalar_one_or_none()
+        stored = user.password_hash if user else _DUMMY_HASH
+        try:
+            await asyncio.to_thread(_hasher.verify, stored, password)
+            ok = user is not None
+        except (VerificationError, InvalidHashError):
+            ok = False
     if not ok or user is None:
         raise ProblemError(401, "invalid-credentials", "E-mail or password is wrong.")
     user.last_login_at = datetime.now(UTC)

@@ -68,6 +68,12 @@ WEBSOCKET_DISCONNECTS = Counter("todo_websocket_disconnects_total", "WebSocket d
 
 AUDIT_WRITES = Counter("todo_audit_writes_total", "Audit records written", ["type"])
 
+AUTH_REFUSED = Counter(
+    "todo_auth_refused_total", "Register/login attempts refused before hashing a password", ["reason"]
+)
+for _reason in ("client", "account", "busy"):
+    AUTH_REFUSED.labels(_reason)
+
 UNMATCHED_ROUTE = "unmatched"
 
 
