@@ -2,6 +2,7 @@
 clear status while the service keeps answering everyone else."""
 
 import collections
+import contextlib
 import select
 import socket
 import time
@@ -326,3 +327,84 @@ def test_a_login_flood_stays_under_the_memory_limit_and_other_routes_answer(todo
     assert set(statuses) <= {401, 503} and statuses[401] > 0
     assert read_statuses and set(read_statuses) == {200}
     assert after[1] < BACKEND_MEMORY_LIMIT_MIB
+
+
+# --- WebSocket: message size, connection caps, token expiry, no token in the URL --------------------
+def ws_url(todo_platform) -> str:
+    return todo_platform.urls["sync"].replace("http://", "ws://") + "/ws"
+
+
+def close_of(ws) -> tuple[int, str] | None:
+    """The close code and reason the server sends next (heartbeats are skipped); None when it
+    dropped the connection without a close frame."""
+    from websockets.exceptions import ConnectionClosed
+
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                ws.recv(timeout=5)
+    except ConnectionClosed as closed:
+        return (closed.rcvd.code, closed.rcvd.reason) if closed.rcvd else None
+    raise AssertionError("the server did not close the connection within 60 s")
+
+
+def test_websocket_limits(todo_platform):
+    from testbed.platform import token_for
+    from websockets.sync.client import connect
+
+    url, user = ws_url(todo_platform), uuid.uuid4()
+    token = token_for(user)
+    # The token in the URL (it would be logged on the way) is refused.
+    with connect(f"{url}?token={token}", open_timeout=30) as ws:
+        assert close_of(ws) == (1008, "authentication failed")
+    # A message larger than the server accepts ends the connection (1009 when the close frame
+    # arrives before the server drops the connection it is still receiving on).
+    with connect(url, subprotocols=["bearer", token], open_timeout=30) as ws:
+        ws.send("x" * 8192)
+        closed = close_of(ws)
+        assert closed is None or closed[0] == 1009, closed
+    # Ten connections per user, the eleventh is closed; another user still gets in.
+    opened = [connect(url, subprotocols=["bearer", token], open_timeout=30) for _ in range(10)]
+    try:
+        with connect(url, subprotocols=["bearer", token], open_timeout=30) as extra:
+            assert close_of(extra) == (1008, "too many connections for this user")
+        with connect(url, subprotocols=["bearer", token_for(uuid.uuid4())], open_timeout=30) as other:
+            other.send("ping")
+            assert "pong" in other.recv(timeout=30)
+    finally:
+        for ws in opened:
+            ws.close()
+
+
+def test_a_websocket_is_closed_when_its_token_expires(todo_platform):
+    from testbed.platform import token_for
+    from websockets.sync.client import connect
+
+    with connect(ws_url(todo_platform), subprotocols=["bearer", token_for(uuid.uuid4(), ttl_seconds=3)],
+                 open_timeout=30) as ws:
+        ws.send("ping")
+        assert "pong" in ws.recv(timeout=30)  # open and served until then
+        assert close_of(ws) == (1008, "token expired")
+
+
+def test_the_replica_refuses_connections_beyond_its_total(todo_platform):
+    from testbed.platform import token_for
+    from websockets.sync.client import connect
+
+    todo_platform.extra_env["sync"] = {"WS_MAX_CONNECTIONS": "3"}
+    try:
+        todo_platform.restart_app("sync")
+        url = ws_url(todo_platform)
+        opened = [connect(url, subprotocols=["bearer", token_for(uuid.uuid4())], open_timeout=30)
+                  for _ in range(3)]
+        try:
+            with connect(url, subprotocols=["bearer", token_for(uuid.uuid4())], open_timeout=30) as extra:
+                assert close_of(extra) == (1013, "too many connections; retry later")
+        finally:
+            for ws in opened:
+                ws.close()
+    finally:
+        todo_platform.extra_env.pop("sync", None)
+        todo_platform.restart_app("sync")
+        todo_platform.wait_pipeline("sync")

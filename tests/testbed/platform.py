@@ -447,7 +447,7 @@ def _banner(info: dict[str, Any], platform: TodoPlatform) -> str:
         "Todo platform is running (Ctrl-C stops it):",
         f"  API (backend)     {urls['backend']}/docs",
         f"  Audit API         {urls['audit']}/api/audit",
-        f"  WebSocket (sync)  {info['websocket']}?token=<access_token>",
+        f"  WebSocket (sync)  {info['websocket']} (Sec-WebSocket-Protocol: bearer, <access_token>)",
         f"  Prometheus        {info['prometheus']}",
         f"  Logs              {platform.log_dir}/<service>.log",
         "",

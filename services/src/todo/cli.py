@@ -47,12 +47,14 @@ def serve_main(argv: list[str] | None = None) -> None:
         app = module.create_app()
     except ValueError as exc:  # invalid settings (pydantic ValidationError is a ValueError)
         raise SystemExit(f"todo-service {args.service}: invalid configuration: {exc}") from None
-    from todo.common.http import BoundedHttpToolsProtocol
+    from todo.common.http import WS_MAX_MESSAGE_BYTES, BoundedHttpToolsProtocol
 
     settle_heap()
     uvicorn.run(
         app,
         http=BoundedHttpToolsProtocol,
+        # A client sends the sync service only "ping"; larger frames are closed with 1009.
+        ws_max_size=WS_MAX_MESSAGE_BYTES,
         host=args.host,
         port=port,
         workers=1,

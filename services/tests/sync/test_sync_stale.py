@@ -80,7 +80,7 @@ async def test_old_task_event_is_acknowledged_counted_logged_and_not_pushed(serv
     before = await stale_count(server, "task-events", "com.todo.task.updated") or 0.0
     log = io.StringIO()  # every log line goes through the handler's stream (todo.common.logging)
     monkeypatch.setattr(todo_logging._handler, "stream", log)
-    async with websockets.connect(f"ws://{server}/ws?token={token_for(user)}") as ws:
+    async with websockets.connect(f"ws://{server}/ws", subprotocols=["bearer", token_for(user)]) as ws:
         for event in (old, edge, fresh):
             assert (await post_event(server, event)).json() == {"status": "SUCCESS"}
         pushed = await messages_until(ws, fresh["id"])
@@ -114,7 +114,7 @@ async def test_old_reminder_is_not_pushed_either(server):
     )
     before = await stale_count(server, "reminders", REMINDER_DUE) or 0.0
     marker = task_event("updated", task_snapshot(user, title="after the reminder"))
-    async with websockets.connect(f"ws://{server}/ws?token={token_for(user)}") as ws:
+    async with websockets.connect(f"ws://{server}/ws", subprotocols=["bearer", token_for(user)]) as ws:
         assert (await post_event(server, old, topic="reminders")).json() == {"status": "SUCCESS"}
         assert (await post_event(server, marker)).json() == {"status": "SUCCESS"}
         assert [m["event_id"] for m in await messages_until(ws, marker["id"])] == [marker["id"]]

@@ -32,6 +32,11 @@ def create_access_token(user_id: uuid.UUID, secret: str, ttl_seconds: int = 3600
 
 def decode_access_token(token: str, secret: str) -> uuid.UUID:
     """Return the user id of a valid token; raise ProblemError(401) otherwise."""
+    return verified_token(token, secret)[0]
+
+
+def verified_token(token: str, secret: str) -> tuple[uuid.UUID, float]:
+    """User id and expiry (epoch seconds) of a valid token; raise ProblemError(401) otherwise."""
     try:
         user_id, expires_at = _verified_token(token, secret)
     except jwt.ExpiredSignatureError:
@@ -50,7 +55,7 @@ def decode_access_token(token: str, secret: str) -> uuid.UUID:
         ) from None
     if expires_at <= time.time():  # a token verified earlier has expired since (PyJWT's rule)
         raise _expired()
-    return user_id
+    return user_id, expires_at
 
 
 def _expired() -> ProblemError:

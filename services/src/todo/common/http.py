@@ -14,6 +14,8 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 MAX_REQUEST_LINE = 8 * 1024
 #: Bytes of all header names and values together (a JWT is well under 1 KiB).
 MAX_HEADER_BYTES = 16 * 1024
+#: Bytes of one WebSocket message from a client.
+WS_MAX_MESSAGE_BYTES = 4096
 #: Bytes received before the end of the headers: httptools buffers a header until it is complete, so
 #: one endless header would grow in memory before on_header could count it.
 _MAX_HEAD_BYTES = MAX_REQUEST_LINE + MAX_HEADER_BYTES + 4096

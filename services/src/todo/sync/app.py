@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from todo.common.app import create_service_app
-from todo.common.auth import decode_access_token, require_app_token
+from todo.common.auth import require_app_token, verified_token
 from todo.common.cloudevents import (
     REMINDER_DUE,
     TOPIC_REMINDERS,
@@ -43,6 +43,8 @@ from todo.sync.hub import Hub, Outgoing
 
 SERVICE = "sync"
 CLOSE_POLICY_VIOLATION = 1008
+#: RFC 6455 "try again later": the replica holds as many connections as it may.
+CLOSE_TRY_AGAIN_LATER = 1013
 _log = get_logger("todo.sync")
 
 
@@ -57,6 +59,9 @@ class SyncSettings(ServiceSettings):
     #: reconnects reloads its state, and a replica that catches up on old events (a consumer group
     #: that started behind, a long outage) must not flood live sockets with stale changes.
     ws_max_event_age_seconds: float = Field(default=300.0, gt=0)
+    #: Open connections of one user on this replica (more are closed with 1008), and in total (1013).
+    ws_max_connections_per_user: int = Field(default=10, ge=1)
+    ws_max_connections: int = Field(default=2000, ge=1)
 
 
 class HubMetrics:
@@ -74,13 +79,14 @@ class HubMetrics:
 
 
 def token_from(websocket: WebSocket) -> tuple[str | None, str | None]:
-    """(token, subprotocol to accept). ``Sec-WebSocket-Protocol: bearer, <jwt>`` or ``?token=<jwt>``."""
+    """(token, subprotocol to accept) from ``Sec-WebSocket-Protocol: bearer, <jwt>`` (or the token
+    alone). Never from the URL query: a URL lands in access logs, proxies' logs and browser history."""
     offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
     if len(offered) >= 2 and offered[0].lower() == "bearer":
         return offered[1], offered[0]
     if len(offered) == 1 and offered[0].count(".") == 2:
         return offered[0], offered[0]
-    return websocket.query_params.get("token"), (offered[0] if offered else None)
+    return None, (offered[0] if offered else None)
 
 
 def create_app(settings: SyncSettings | None = None) -> FastAPI:
@@ -118,12 +124,21 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
         try:
             if not token:
                 raise ProblemError(401, "missing-token", "no token")
-            user_id = str(decode_access_token(token, _secret(app)))
+            user, expires_at = verified_token(token, _secret(app))
+            user_id = str(user)
         except ProblemError:
             WEBSOCKET_DISCONNECTS.labels("auth_failed").inc()
             await websocket.close(code=CLOSE_POLICY_VIOLATION, reason="authentication failed")
             return
         bind(user_id=user_id)
+        if hub.connections() >= settings.ws_max_connections:
+            WEBSOCKET_DISCONNECTS.labels("limit").inc()
+            await websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason="too many connections; retry later")
+            return
+        if hub.connections(user_id) >= settings.ws_max_connections_per_user:
+            WEBSOCKET_DISCONNECTS.labels("limit").inc()
+            await websocket.close(code=CLOSE_POLICY_VIOLATION, reason="too many connections for this user")
+            return
 
         async def send(payload: bytes) -> None:
             await websocket.send_text(payload.decode())
@@ -134,11 +149,16 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
         conn = hub.connect(user_id, send, close)
         writer = asyncio.create_task(hub.serve(conn))
         reader = asyncio.create_task(_read(websocket, conn))
+        # The connection lives no longer than the token it was opened with.
+        expiry = asyncio.create_task(asyncio.sleep(max(0.0, expires_at - time.time())))
         try:
-            await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({writer, reader, expiry}, return_when=asyncio.FIRST_COMPLETED)
+            if expiry in done:
+                await hub.disconnect(conn, "token_expired")
+                await conn.close(CLOSE_POLICY_VIOLATION, "token expired")
         finally:
             await hub.disconnect(conn, "client_closed")
-            for task in (reader, writer):
+            for task in (reader, writer, expiry):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
