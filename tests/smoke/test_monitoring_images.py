@@ -71,14 +71,19 @@ def test_metrics_server_image_is_the_roles():
 
 def _pod_securities(rendered: str) -> dict[str, tuple[dict, dict]]:
     """Image -> (pod security context, container security context) as the chart renders them; the
-    operator's Prometheus/Alertmanager pods (and the reloader in them) get the resource's own."""
+    operator's Prometheus/Alertmanager pods get the resource's own, and so does the config reloader
+    the operator adds to the Prometheus pod."""
     found: dict[str, tuple[dict, dict]] = {}
+    reloaders: list[str] = []
+    prometheus_context: dict = {}
     for obj in yaml.safe_load_all(rendered):
         if not isinstance(obj, dict):
             continue
         spec = obj.get("spec") or {}
         if obj["kind"] in monitoring_images.OPERATED_KINDS:
             found[spec["image"]] = (spec["securityContext"], {})
+            if obj["kind"] == "Prometheus":
+                prometheus_context = spec["securityContext"]
             continue
         pod = (spec.get("template") or {}).get("spec") or {}
         for container in pod.get("containers") or []:
@@ -86,14 +91,12 @@ def _pod_securities(rendered: str) -> dict[str, tuple[dict, dict]]:
                 pod.get("securityContext") or {},
                 container.get("securityContext") or {},
             )
-            for arg in container.get("args") or []:
-                if arg.startswith(monitoring_images.RELOADER_FLAG):
-                    reloader = arg.removeprefix(monitoring_images.RELOADER_FLAG)
-                    found[reloader] = ("Prometheus", {})
-    prometheus = next(s for s in monitoring_images.SPECS if s.name == "prometheus")
-    for image, (pod_context, _) in list(found.items()):
-        if pod_context == "Prometheus":
-            found[image] = found[prometheus.ref]
+            flag = monitoring_images.RELOADER_FLAG
+            reloaders += [
+                arg.removeprefix(flag) for arg in container.get("args") or [] if arg.startswith(flag)
+            ]
+    for reloader in reloaders:
+        found[reloader] = (prometheus_context, {})
     return found
 
 
@@ -150,7 +153,7 @@ def test_images_are_loaded_under_their_upstream_names(docker_engine, loaded):
         assert config["Labels"]["org.opencontainers.image.version"] == spec.version
 
 
-#: what ``--version`` prints first, per image (upstream's wording, the version the tag names)
+#: what the version flag prints first, per image (upstream's wording, the version the tag names)
 VERSION_LINES = {
     "prometheus-operator": r"prometheus-operator, version 0\.93\.1 ",
     "prometheus-config-reloader": r"prometheus-config-reloader, version 0\.93\.1 ",
@@ -160,17 +163,21 @@ VERSION_LINES = {
     "node-exporter": r"node_exporter, version 1\.12\.1 ",
     "metrics-server": r"v0\.8\.0$",
 }
+#: kube-state-metrics has a ``version`` subcommand instead of the flag
+VERSION_ARGS = {"kube-state-metrics": ["version"]}
 
 
 @pytest.mark.parametrize("name", sorted(VERSION_LINES))
-def test_each_image_reports_its_version_under_the_pods_security_context(
-    docker_engine, loaded, rendered, name
-):
+def test_each_image_reports_its_version_as_its_pod_runs_it(docker_engine, loaded, rendered, name):
     spec = monitoring_images.spec(name)
     options = docker_security(rendered, spec)
-    done = docker(docker_engine.host, "run", "--rm", "--network", "none", *options, spec.ref, "--version")
+    args = VERSION_ARGS.get(name, ["--version"])
+    done = docker(
+        docker_engine.host, "run", "--rm", "--network", "none", *options,
+        "--entrypoint", f"/{spec.path}", spec.ref, *args,
+    )  # fmt: skip
     first = (done.stdout + done.stderr).strip().splitlines()[0]
-    assert re.match(VERSION_LINES[name], first), f"{spec.ref} --version: {done.stdout}{done.stderr}"
+    assert re.match(VERSION_LINES[name], first), f"{spec.ref} {args}: {done.stdout}{done.stderr}"
 
 
 def test_kube_network_policies_binary_is_the_release(docker_engine, loaded, tmp_path):
