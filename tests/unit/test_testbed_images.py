@@ -65,5 +65,5 @@ def test_base_image_tag_names_recipe_and_content():
 
 
 def test_unknown_recipe_is_refused():
-    with pytest.raises(ValueError, match="known: node, python3"):
+    with pytest.raises(ValueError, match="known: kube-proxy, node, python3"):
         images.ensure_tarball("nope")
