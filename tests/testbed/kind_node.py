@@ -62,8 +62,6 @@ from testbed.gobuild import (
 )
 from testbed.images import docker_cli, ensure_base_image, image_exists, recipe_key
 
-#: bump when the way the node image is assembled changes
-NODE_RECIPE_VERSION = "1"
 NODE_IMAGE = f"kindest/node:{KUBERNETES_VERSION}"
 #: the label on the node image that names the content key it was built from
 KEY_LABEL = "todo-platform.testbed.kind-node-key"
@@ -201,13 +199,18 @@ rm -rf /opt/cni/bin && ln -s /usr/lib/cni /opt/cni/bin
 """
 
 
-def kind_module_dir() -> Path:
-    """kind's source in the Go module cache (downloaded by the kind build of :mod:`testbed.gobuild`)."""
-    ensure_built("kind")
+def _module_dir(module: str, version: str) -> Path:
+    """A module's source in the Go module cache (the wrapper module's build downloaded it)."""
     gomodcache = subprocess.run(
         [shutil.which("go") or "go", "env", "GOMODCACHE"], capture_output=True, text=True, check=False
     ).stdout.strip() or str(Path.home() / "go/pkg/mod")
-    path = Path(gomodcache) / f"sigs.k8s.io/kind@{KIND_VERSION}"
+    return Path(gomodcache) / f"{module}@{version}"
+
+
+def kind_module_dir() -> Path:
+    """kind's source, for its base files (entrypoint, units, containerd config)."""
+    ensure_built("kind")
+    path = _module_dir("sigs.k8s.io/kind", KIND_VERSION)
     if not (path / "images/base/files").is_dir():
         raise MissingTool(
             f"sigs.k8s.io/kind@{KIND_VERSION} in the Go module cache",
@@ -217,11 +220,9 @@ def kind_module_dir() -> Path:
 
 
 def kubernetes_module_dir() -> Path:
+    """Kubernetes' source, for the pause program's C file."""
     ensure_built("kubernetes-node")
-    gomodcache = subprocess.run(
-        [shutil.which("go") or "go", "env", "GOMODCACHE"], capture_output=True, text=True, check=False
-    ).stdout.strip() or str(Path.home() / "go/pkg/mod")
-    return Path(gomodcache) / f"k8s.io/kubernetes@{KUBERNETES_VERSION}"
+    return _module_dir("k8s.io/kubernetes", KUBERNETES_VERSION)
 
 
 def _tool_fingerprint(tool: GoTool) -> dict:
@@ -245,12 +246,13 @@ def _tree_digest(root: Path) -> str:
 
 
 def node_image_key() -> str:
-    """Content key of the node image: every input (recipes, pinned tools, kind's files, this recipe)."""
+    """Content key of the node image: every input (recipes, pinned tools, kind's files, this module)."""
     tools = sorted({i.tool for i in COMPONENT_IMAGES if i.tool != "pause"} | {t for t, _, _ in NODE_BINARIES})
     kind_files = kind_module_dir() / "images/base/files"
     pause_c = kubernetes_module_dir() / "build/pause/linux/pause.c"
     facts = {
-        "recipe": NODE_RECIPE_VERSION,
+        # how the image is assembled: this module, whole
+        "assembly": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
         "image": NODE_IMAGE,
         "bases": {name: recipe_key(name) for name in ("node", "kube-proxy")},
         "tools": {name: _tool_fingerprint(TOOLS[name]) for name in tools},
@@ -258,8 +260,6 @@ def node_image_key() -> str:
         "node_binaries": [list(b) for b in NODE_BINARIES],
         "kind": {"version": KIND_VERSION, "files": _tree_digest(kind_files)},
         "pause.c": hashlib.sha256(pause_c.read_bytes()).hexdigest(),
-        "cni": CNI_TEMPLATE + DEFAULT_CNI_MANIFEST + CONTAINERD_CONFIG_ADDITIONS,
-        "setup": NODE_SETUP_SCRIPT + KUBELET_CGROUP_DROPIN,
     }
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
 
