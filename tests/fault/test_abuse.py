@@ -408,3 +408,47 @@ def test_the_replica_refuses_connections_beyond_its_total(todo_platform):
         todo_platform.extra_env.pop("sync", None)
         todo_platform.restart_app("sync")
         todo_platform.wait_pipeline("sync")
+
+
+# --- JWT: issuer, audience, type, and a second key while the signing key rotates -------------------
+def test_tokens_must_name_issuer_audience_and_type_and_a_rotation_keeps_sessions(todo_platform):
+    import jwt
+    from testbed.platform import TEST_JWT_SECRET
+
+    url = todo_platform.urls["backend"]
+    auth = login(url)
+    now = int(time.time())
+    base = {"sub": str(uuid.uuid4()), "iat": now, "exp": now + 600, "iss": "todo-backend", "aud": "todo",
+            "typ": "access"}
+
+    def status(claims: dict, secret: str = TEST_JWT_SECRET, kid: str = "1") -> int:
+        token = jwt.encode(claims, secret, algorithm="HS256", headers={"kid": kid})
+        headers = {"Authorization": f"Bearer {token}"}
+        return httpx.get(f"{url}/api/tasks", headers=headers, timeout=10).status_code
+
+    assert status(base) == 200
+    assert status(base | {"iss": "someone-else"}) == 401
+    assert status(base | {"aud": "another-api"}) == 401
+    assert status(base | {"typ": "refresh"}) == 401
+    assert status({k: v for k, v in base.items() if k != "aud"}) == 401
+    assert status(base, kid="2") == 401  # a key id the backend does not know
+    new_secret = "rotated-jwt-secret-for-the-test-bed-0123456789"
+    try:
+        # Rotation: the new key signs (kid 2), the old one still verifies what it signed (kid 1).
+        todo_platform.extra_env["backend"] = {
+            "JWT_SECRET": new_secret, "JWT_KEY_ID": "2",
+            "JWT_PREVIOUS_SECRET": TEST_JWT_SECRET, "JWT_PREVIOUS_KEY_ID": "1",
+        }
+        todo_platform.restart_app("backend")
+        assert httpx.get(f"{url}/api/tasks", headers=auth, timeout=10).status_code == 200
+        fresh = login(url)
+        assert jwt.get_unverified_header(fresh["Authorization"].split()[1])["kid"] == "2"
+        assert status(base, secret=new_secret, kid="2") == 200
+        # The rotation done: the old key is gone, and so are the sessions it signed.
+        todo_platform.extra_env["backend"] = {"JWT_SECRET": new_secret, "JWT_KEY_ID": "2"}
+        todo_platform.restart_app("backend")
+        assert httpx.get(f"{url}/api/tasks", headers=auth, timeout=10).status_code == 401
+        assert httpx.get(f"{url}/api/tasks", headers=fresh, timeout=10).status_code == 200
+    finally:
+        todo_platform.extra_env.pop("backend", None)
+        todo_platform.restart_app("backend")

@@ -24,7 +24,7 @@ from todo.backend.schemas import (
     TokenResponse,
     UserResponse,
 )
-from todo.common.auth import CurrentUser, create_access_token, jwt_secret_of, require_app_token
+from todo.common.auth import CurrentUser, create_access_token, jwt_keys_of, require_app_token
 from todo.common.db import ReadSession, Session
 from todo.common.errors import problem_responses
 from todo.common.validation import storable_text, utc_datetime
@@ -67,12 +67,12 @@ async def register(body: RegisterRequest, request: Request, session: Session) ->
     summary="Get an access token",
 )
 async def login(body: LoginRequest, request: Request, session: Session) -> TokenResponse:
-    secret = jwt_secret_of(request)
+    keys = jwt_keys_of(request.app)
     limits = _admitted(request, body.email)
     user = await service.authenticate(session, body.email, body.password, limits.hashing)
     ttl = request.app.state.settings.jwt_ttl_seconds
     return TokenResponse(
-        access_token=create_access_token(user.id, secret, ttl), expires_in=ttl, user_id=user.id
+        access_token=create_access_token(user.id, keys, ttl), expires_in=ttl, user_id=user.id
     )
 
 

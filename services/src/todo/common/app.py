@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.telemetry import TelemetryConfig
 
-from todo.common.auth import document_bearer_auth
+from todo.common.auth import JwtKeys, document_bearer_auth
 from todo.common.dapr import DaprClient
 from todo.common.db import Database
 from todo.common.errors import install_error_handlers
@@ -94,6 +94,7 @@ def create_service_app(
     )
     app.state.service = service
     app.state.settings = settings
+    app.state.jwt_keys = JwtKeys.from_settings(settings)
     app.state.db = Database(
         settings.database_url.get_secret_value(),
         pool_size=settings.db_pool_size,

@@ -6,6 +6,7 @@ import hmac
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Annotated, Any
 
@@ -24,21 +25,83 @@ BEARER_SCHEME_NAME = "HTTPBearer"
 _BEARER_SCHEME = {"type": "http", "scheme": "bearer", "description": "JWT from POST /api/auth/login"}
 
 
-def create_access_token(user_id: uuid.UUID, secret: str, ttl_seconds: int = 3600) -> str:
+#: Defaults of JWT_ISSUER, JWT_AUDIENCE and JWT_KEY_ID (settings.py).
+DEFAULT_ISSUER = "todo-backend"
+DEFAULT_AUDIENCE = "todo"
+DEFAULT_KEY_ID = "1"
+#: The ``typ`` claim of an access token: no other kind of token is accepted where one is expected.
+ACCESS_TOKEN_TYPE = "access"
+
+
+@dataclass(frozen=True)
+class JwtKeys:
+    """The signing key (with its ``kid``) and, while a rotation is under way, the previous key that
+    still verifies the tokens it signed; the issuer and audience every token must name."""
+
+    secret: str = field(repr=False)
+    key_id: str = DEFAULT_KEY_ID
+    previous_secret: str | None = field(default=None, repr=False)
+    previous_key_id: str | None = None
+    issuer: str = DEFAULT_ISSUER
+    audience: str = DEFAULT_AUDIENCE
+
+    def secret_for(self, key_id: Any) -> str | None:
+        if key_id == self.key_id:
+            return self.secret
+        if self.previous_secret is not None and key_id == self.previous_key_id:
+            return self.previous_secret
+        return None
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> JwtKeys | None:
+        """The keys of a service's settings; None without JWT_SECRET. ValueError names what to fix."""
+        if settings.jwt_secret is None:
+            return None
+        previous = settings.jwt_previous_secret
+        if previous is not None and settings.jwt_previous_key_id in (None, "", settings.jwt_key_id):
+            raise ValueError(
+                "JWT_PREVIOUS_SECRET needs JWT_PREVIOUS_KEY_ID, the key id it signed with, different "
+                "from JWT_KEY_ID"
+            )
+        return cls(
+            secret=settings.jwt_secret.get_secret_value(),
+            key_id=settings.jwt_key_id,
+            previous_secret=previous.get_secret_value() if previous is not None else None,
+            previous_key_id=settings.jwt_previous_key_id if previous is not None else None,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
+
+
+def _keys(keys: JwtKeys | str) -> JwtKeys:
+    return JwtKeys(secret=keys) if isinstance(keys, str) else keys
+
+
+def create_access_token(user_id: uuid.UUID, keys: JwtKeys | str, ttl_seconds: int = 3600) -> str:
+    """A token signed with the current key (its ``kid`` in the header). A bare secret stands for
+    that key with the default key id, issuer and audience."""
+    keys = _keys(keys)
     now = int(time.time())
-    claims = {"sub": str(user_id), "iat": now, "exp": now + ttl_seconds, "typ": "access"}
-    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+    claims = {
+        "sub": str(user_id),
+        "iat": now,
+        "exp": now + ttl_seconds,
+        "iss": keys.issuer,
+        "aud": keys.audience,
+        "typ": ACCESS_TOKEN_TYPE,
+    }
+    return jwt.encode(claims, keys.secret, algorithm=ALGORITHM, headers={"kid": keys.key_id})
 
 
-def decode_access_token(token: str, secret: str) -> uuid.UUID:
+def decode_access_token(token: str, keys: JwtKeys | str) -> uuid.UUID:
     """Return the user id of a valid token; raise ProblemError(401) otherwise."""
-    return verified_token(token, secret)[0]
+    return verified_token(token, keys)[0]
 
 
-def verified_token(token: str, secret: str) -> tuple[uuid.UUID, float]:
+def verified_token(token: str, keys: JwtKeys | str) -> tuple[uuid.UUID, float]:
     """User id and expiry (epoch seconds) of a valid token; raise ProblemError(401) otherwise."""
     try:
-        user_id, expires_at = _verified_token(token, secret)
+        user_id, expires_at = _verified_token(token, _keys(keys))
     except jwt.ExpiredSignatureError:
         raise _expired() from None
     except jwt.InvalidSignatureError:
@@ -63,19 +126,31 @@ def _expired() -> ProblemError:
 
 
 @lru_cache(maxsize=4096)
-def _verified_token(token: str, secret: str) -> tuple[uuid.UUID, float]:
+def _verified_token(token: str, keys: JwtKeys) -> tuple[uuid.UUID, float]:
     """User id and expiry of a token whose signature and claims are valid. A client sends the same
     token with every request until it expires, so verified tokens are remembered (about a tenth of
     a request's CPU); a token that fails raises and is never remembered."""
-    claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp", "iat"]})
+    secret = keys.secret_for(jwt.get_unverified_header(token).get("kid"))
+    if secret is None:  # signed with a key this service does not (or no longer) trust
+        raise jwt.InvalidSignatureError("unknown key id")
+    claims = jwt.decode(
+        token,
+        secret,
+        algorithms=[ALGORITHM],
+        issuer=keys.issuer,
+        audience=keys.audience,
+        options={"require": ["sub", "exp", "iat", "iss", "aud", "typ"]},
+    )
+    if claims["typ"] != ACCESS_TOKEN_TYPE:
+        raise jwt.InvalidTokenError("not an access token")
     return uuid.UUID(str(claims["sub"])), float(claims["exp"])
 
 
-def jwt_secret_of(request: Request) -> str:
-    secret = request.app.state.settings.jwt_secret
-    if secret is None:
+def jwt_keys_of(app: Any) -> JwtKeys:
+    keys = app.state.jwt_keys
+    if keys is None:
         raise ProblemError(503, "auth-unavailable", "Authentication is not configured on this service.")
-    return secret.get_secret_value()
+    return keys
 
 
 async def current_user_id(request: Request) -> uuid.UUID:
@@ -90,7 +165,7 @@ async def current_user_id(request: Request) -> uuid.UUID:
         raise ProblemError(
             401, "missing-token", "An Authorization: Bearer <token> header is required.", headers=_CHALLENGE
         )
-    user_id = decode_access_token(token, jwt_secret_of(request))
+    user_id = decode_access_token(token, jwt_keys_of(request.app))
     bind(user_id=user_id)
     return user_id
 

@@ -14,6 +14,8 @@ from pydantic import SecretStr, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from todo.common.auth import DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_KEY_ID
+
 
 class FileSecretSource(PydanticBaseSettingsSource):
     """Reads ``<FIELD>_FILE`` for every field: the variable names a file whose content is the value."""
@@ -52,6 +54,13 @@ class ServiceSettings(BaseSettings):
 
     database_url: SecretStr = SecretStr("postgresql://todo@localhost:5432/todo")
     jwt_secret: SecretStr | None = None
+    #: ``kid`` of JWT_SECRET in the tokens it signs. Rotation (docs/security.md): the old secret and
+    #: its kid become JWT_PREVIOUS_SECRET/JWT_PREVIOUS_KEY_ID, which still verify, for one token TTL.
+    jwt_key_id: str = DEFAULT_KEY_ID
+    jwt_previous_secret: SecretStr | None = None
+    jwt_previous_key_id: str | None = None
+    jwt_issuer: str = DEFAULT_ISSUER
+    jwt_audience: str = DEFAULT_AUDIENCE
     jwt_ttl_seconds: int = 3600
     dapr_http_port: int = 3500
     dapr_host: str = "127.0.0.1"

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from todo.common.app import create_service_app
-from todo.common.auth import require_app_token, verified_token
+from todo.common.auth import jwt_keys_of, require_app_token, verified_token
 from todo.common.cloudevents import (
     REMINDER_DUE,
     TOPIC_REMINDERS,
@@ -124,7 +124,7 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
         try:
             if not token:
                 raise ProblemError(401, "missing-token", "no token")
-            user, expires_at = verified_token(token, _secret(app))
+            user, expires_at = verified_token(token, jwt_keys_of(app))
             user_id = str(user)
         except ProblemError:
             WEBSOCKET_DISCONNECTS.labels("auth_failed").inc()
@@ -221,13 +221,6 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
     )
     app.state.deliver = deliver
     return app
-
-
-def _secret(app: FastAPI) -> str:
-    secret = app.state.settings.jwt_secret
-    if secret is None:
-        raise ProblemError(503, "auth-unavailable", "JWT_SECRET is not configured")
-    return secret.get_secret_value()
 
 
 async def _read(websocket: WebSocket, conn: Any) -> None:
