@@ -18,7 +18,11 @@ def molecule(env, *args: str):
 
 
 def test_kwok_scenario(kube):
+    from testbed import gobuild
+
     env = tool_env(kube)
+    # Every release is installed for real (kubernetes.core.helm runs the pinned helm from PATH).
+    env["PATH"] = f"{gobuild.TOOLS['helm'].binary().parent}:{env['PATH']}"
     steps = [("cleanup",), ("converge",), ("idempotence",)]
     try:
         for step in steps:

@@ -14,7 +14,11 @@ What you get (:class:`Kube`):
   Established.  The upstream CRDs are test data kept outside the repository: :func:`upstream_data_dir`
   finds the directory holding ``crds/`` and ``charts/``, :func:`crds_dir` the CRDs in it.
 * ``NODES`` fake nodes (``kwokctl scale node``): pods scheduled on them are marked Running/Ready by
-  kwok's default stages, so Deployments become Available, but no container ever runs.
+  kwok's default stages (and pods of Jobs Succeeded), so Deployments become Available, but no
+  container ever runs.
+* Volumes: kwok stands in for every storage class's provisioner (``kwok-stages/volume.yaml``): a
+  claim the PersistentVolume controller hands to an external provisioner gets a volume, which the
+  controller then binds, so StatefulSets with volume claim templates start as on a cloud.
 
 Health: ``GET /readyz`` of the apiserver.  Teardown: ``kwokctl delete cluster``; in a pytest run
 the cluster is also deleted at interpreter exit, and clusters left behind by a killed run are
@@ -131,6 +135,44 @@ def charts_dir() -> Path:
     return path
 
 
+# kwok's own default stages (what kwokctl uses when given none), read from the pinned kwok module's
+# source: giving kwokctl any stage replaces all of its defaults.
+KWOK_DEFAULT_STAGES = (
+    "kustomize/stage/node/fast/node-initialize.yaml",
+    "kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+    "kustomize/stage/pod/fast/pod-ready.yaml",
+    "kustomize/stage/pod/fast/pod-complete.yaml",
+    "kustomize/stage/pod/fast/pod-delete.yaml",
+)
+OWN_STAGES = Path(__file__).resolve().parent / "kwok-stages"
+
+
+def kwok_module_dir() -> Path:
+    """The source of the pinned kwok module (Go module cache; downloaded and checked against the
+    wrapper's go.sum when missing)."""
+    wrapper = gobuild.TOOLS["kwok"].wrapper
+    proc = subprocess.run(
+        [gobuild.go_binary(), "mod", "download", "-json", f"sigs.k8s.io/kwok@{gobuild.KWOK_VERSION}"],
+        cwd=wrapper, env=gobuild.go_env(), capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    try:
+        directory = Path(json.loads(proc.stdout)["Dir"])
+    except (ValueError, KeyError):
+        raise ComponentError(
+            f"cannot find the source of sigs.k8s.io/kwok {gobuild.KWOK_VERSION} for its stages: "
+            f"{proc.stdout.strip()} {proc.stderr.strip()}"
+        ) from None
+    return directory
+
+
+def kwok_stages() -> str:
+    """Every stage the kwok controller plays: kwok's defaults plus the test bed's own."""
+    source = kwok_module_dir()
+    docs = [(source / rel).read_text() for rel in KWOK_DEFAULT_STAGES]
+    docs += [path.read_text() for path in sorted(OWN_STAGES.glob("*.yaml"))]
+    return "\n---\n".join(doc.strip() for doc in docs) + "\n"
+
+
 def kubectl_binary() -> str:
     explicit = os.environ.get("KUBECTL")
     if explicit:
@@ -239,9 +281,10 @@ class Kube(Component):
             )
         return proc
 
-    def _write_ports_config(self) -> Path:
-        """Every port the cluster listens on, chosen by us: kwokctl's own choice scans down from a
-        fixed port, so two clusters created at the same moment would pick the same ports."""
+    def _write_config(self) -> Path:
+        """kwokctl's configuration: every port the cluster listens on, chosen by us (kwokctl's own
+        choice scans down from a fixed port, so two clusters created at the same moment would pick
+        the same ports), and the stages kwok plays (:func:`kwok_stages`)."""
         self.kwok_workdir.mkdir(parents=True, exist_ok=True)
         ports = {
             key: free_port()
@@ -261,8 +304,8 @@ class Kube(Component):
             "options:",
             *(f"  {key}: {value}" for key, value in ports.items()),
         ]
-        path = self.kwok_workdir / "ports.yaml"
-        path.write_text("\n".join(lines) + "\n")
+        path = self.kwok_workdir / "kwokctl.yaml"
+        path.write_text("\n".join(lines) + "\n---\n" + kwok_stages())
         return path
 
     def start(self) -> None:
@@ -288,7 +331,7 @@ class Kube(Component):
         if self.cluster_dir.exists():  # a previous instance of this run: start clean
             self.kwokctl("delete", "cluster", "--kubeconfig", self._scratch_kubeconfig, check=False)
             shutil.rmtree(self.cluster_dir, ignore_errors=True)
-        config = self._write_ports_config()
+        config = self._write_config()
         self.kwokctl(
             "--config", str(config),
             "create", "cluster",
