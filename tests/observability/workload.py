@@ -63,8 +63,8 @@ def run_workload(platform: Any, prometheus: Any, kafka: Any) -> Planted:
     _ok(backend.get("/api/tasks", headers={"Authorization": f"Bearer {planted.auth_header}"}), 401)
     _ok(backend.get("/api/tasks", params={"token": planted.token}), 401)
 
-    ws_url = platform.urls["sync"].replace("http://", "ws://") + f"/ws?token={token}"
-    with connect(ws_url, open_timeout=30) as ws:
+    ws_url = platform.urls["sync"].replace("http://", "ws://") + "/ws"
+    with connect(ws_url, subprotocols=["bearer", token], open_timeout=30) as ws:
         # a reminder due in ~3 s, a recurring task completed, an update, a delete
         soon = _ok(
             backend.post(
