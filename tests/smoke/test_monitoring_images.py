@@ -181,7 +181,7 @@ def test_each_image_reports_its_version_as_its_pod_runs_it(docker_engine, loaded
 
 
 def test_kube_network_policies_binary_is_the_release(docker_engine, loaded, tmp_path):
-    """netpol has no version flag: the module version in its Go build information is the tag's."""
+    """netpol has no version flag: its Go build information names the main module at the tag's version."""
     spec = monitoring_images.spec("kube-network-policies")
     container = docker(docker_engine.host, "create", spec.ref).stdout.strip()
     try:
@@ -194,7 +194,7 @@ def test_kube_network_policies_binary_is_the_release(docker_engine, loaded, tmp_
         text=True,
         check=True,
     ).stdout
-    assert re.search(rf"\tdep\tsigs\.k8s\.io/kube-network-policies\t{re.escape(spec.version)}\t", info), info
+    assert re.search(rf"\tmod\tsigs\.k8s\.io/kube-network-policies\t{re.escape(spec.version)}\t", info), info
     # and it starts under the security context given (no network namespace: it fails on netlink, not
     # on the image: a usage or a permission message from the program itself)
     done = docker(
