@@ -4,6 +4,8 @@ settings."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from deploy_support import ENVIRONMENTS
 from test_dry_run import _ensure_namespaces, dry_run
@@ -49,3 +51,61 @@ def test_the_backup_phase_applies_once_and_then_changes_nothing(kube, tmp_path):
     finally:
         kube.kubectl("-n", "todo", "delete", "cronjob/todo-db-backup", "configmap/todo-db-backup-scripts",
                      "pvc/todo-db-backups", "--ignore-not-found", "--wait=false")  # fmt: skip
+
+
+def test_the_backup_and_restore_runbooks_run_their_jobs_and_restart_the_services(kube, tmp_path):
+    """On kwok the Jobs' pods complete without running (the scripts themselves are tested against
+    PostgreSQL in tests/integration/test_db_backup_restore.py): what is checked here is the
+    runbooks' flow - a Job from the CronJob's template, services scaled to zero for the restore
+    and back to their replicas afterwards."""
+    _ensure_namespaces(kube)
+    # the kind inventory's default class, as the molecule scenario's prepare.yml makes it: kwok's
+    # volume stage provisions its claims
+    storage_class = {
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "standard",
+                     "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": "kwok.x-k8s.io/volume", "volumeBindingMode": "WaitForFirstConsumer",
+    }  # fmt: skip
+    labels = {"app.kubernetes.io/name": "audit", "app.kubernetes.io/part-of": "todo-platform"}
+    image = "localhost/todo-services:backup-test"
+    service = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "audit", "namespace": "todo", "labels": labels},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app.kubernetes.io/name": "audit"}},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"containers": [{"name": "audit", "image": image}]}}},
+    }  # fmt: skip
+    manifest = tmp_path / "audit.json"
+    manifest.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": [storage_class, service]}))
+    try:
+        kube.kubectl("apply", "-f", str(manifest))
+        phase = dry_run(kube, "kind", tmp_path, playbook="playbooks/backup.yml", check=False)
+        assert phase.returncode == 0, phase.stdout[-3000:]
+        backup = dry_run(kube, "kind", tmp_path, {"backup_run_timeout": 120},
+                         playbook="playbooks/runbooks/backup.yml", check=False)  # fmt: skip
+        assert backup.returncode == 0, backup.stdout[-5000:]
+        jobs = json.loads(kube.kubectl("-n", "todo", "get", "jobs", "-o", "json").stdout)["items"]
+        assert any(j["metadata"]["name"].startswith("todo-db-backup-manual-") for j in jobs), jobs
+
+        restore = dry_run(kube, "kind", tmp_path, {"backup_file": "latest", "backup_wait_timeout": 120},
+                          playbook="playbooks/runbooks/restore.yml", check=False)  # fmt: skip
+        assert restore.returncode == 0, restore.stdout[-5000:]
+        assert "Scale every service to zero" in restore.stdout
+        jobs = json.loads(kube.kubectl("-n", "todo", "get", "jobs", "-o", "json").stdout)["items"]
+        (job,) = [j for j in jobs if j["metadata"]["name"].startswith("todo-db-restore-")]
+        env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["BACKUP_FILE"] == "latest"
+        replicas = kube.kubectl("-n", "todo", "get", "deploy", "audit", "-o", "jsonpath={.spec.replicas}")
+        assert replicas.stdout == "2"
+
+        refused = dry_run(kube, "kind", tmp_path, {"backup_file": "../x"},
+                          playbook="playbooks/runbooks/restore.yml", check=False)  # fmt: skip
+        assert refused.returncode != 0 and "pass -e backup_file=latest" in refused.stdout
+    finally:
+        kube.kubectl("-n", "todo", "delete", "deploy/audit", "cronjob/todo-db-backup",
+                     "configmap/todo-db-backup-scripts", "pvc/todo-db-backups", "--ignore-not-found",
+                     "--wait=false")  # fmt: skip
+        kube.kubectl("-n", "todo", "delete", "jobs", "-l", "app.kubernetes.io/part-of=todo-platform",
+                     "--ignore-not-found", "--wait=false")  # fmt: skip
+        kube.kubectl("delete", "storageclass", "standard", "--ignore-not-found", "--wait=false")
