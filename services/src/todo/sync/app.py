@@ -154,8 +154,9 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
         try:
             done, _ = await asyncio.wait({writer, reader, expiry}, return_when=asyncio.FIRST_COMPLETED)
             if expiry in done:
-                await hub.disconnect(conn, "token_expired")
+                # the close frame first: a connection the hub has let go of is not closed again
                 await conn.close(CLOSE_POLICY_VIOLATION, "token expired")
+                await hub.disconnect(conn, "token_expired")
         finally:
             await hub.disconnect(conn, "client_closed")
             for task in (reader, writer, expiry):
