@@ -171,3 +171,64 @@ async def test_events_wait_while_kafka_is_down_and_all_arrive_once(evented, read
         if line.startswith('todo_events_publish_failed_total{topic="task-events"')
     ]
     assert failed and float(failed[0].split()[-1]) > 0, "failed publish attempts are counted"
+
+
+@pytest.mark.slow  # about half a minute: 500 changes through the real sidecar beside a stuck key
+async def test_a_stuck_key_does_not_hold_up_the_other_keys(evented, reader, backend_dsn):
+    """Issue 17 item 6: one key whose oldest event the broker refuses (larger than Kafka's message
+    limit) and 250 events of that key behind it, written before 500 changes to other tasks; every
+    one of the 500 arrives, and the stuck key's events stay queued, in order, with their attempts."""
+    client = evented
+    stuck_key = f"stuck-{uuid.uuid4()}"
+    conn = await asyncpg.connect(backend_dsn)
+
+    def event(size: int) -> str:
+        return orjson.dumps(
+            {
+                "specversion": "1.0",
+                "id": str(uuid.uuid4()),
+                "source": "/todo/test",
+                "type": "com.todo.task.updated",
+                "subject": stuck_key,
+                "datacontenttype": "application/json",
+                "data": {"padding": "x" * size},
+            }
+        ).decode()
+
+    try:
+        # the first event is over a MB (Kafka's producer refuses it); the rest of the key waits behind it
+        payloads = [event(1_500_000)] + [event(10) for _ in range(249)]
+        await conn.executemany(
+            "INSERT INTO backend.outbox (event_id, topic, event_type, partition_key, payload)"
+            " VALUES (($1::jsonb->>'id')::uuid, 'task-events', 'com.todo.task.updated', $2, $1::jsonb)",
+            [(p, stuck_key) for p in payloads],
+        )
+        h = (await register_user(client)).headers
+
+        async def changes(i: int) -> str:  # 1 create + 9 updates
+            r = await client.post("/api/tasks", json={"title": f"healthy {i}"}, headers=h)
+            assert r.status_code == 201, r.text
+            task_id = r.json()["id"]
+            for j in range(9):
+                r = await client.patch(f"/api/tasks/{task_id}", json={"description": f"v{j}"}, headers=h)
+                assert r.status_code == 200, r.text
+            return task_id
+
+        subjects = set(await asyncio.gather(*(changes(i) for i in range(50))))
+        got = await reader.collect(subjects, 500, wait_s=120.0)
+        events = [e for _, e in got]
+        arrived = len({e["id"] for e in events})
+        assert arrived == 500, f"{arrived} of 500 events arrived"
+        _assert_in_version_order(events)
+        head = await conn.fetchrow(
+            "SELECT attempts, last_error FROM backend.outbox WHERE partition_key = $1 ORDER BY seq LIMIT 1",
+            stuck_key,
+        )
+        assert head["attempts"] >= 1 and head["last_error"], "the failing event's attempts are recorded"
+        sent = await conn.fetchval(
+            "SELECT count(*) FROM backend.outbox WHERE partition_key = $1 AND sent_at IS NOT NULL", stuck_key
+        )
+        assert sent == 0, "nothing of the stuck key overtakes its failing event"
+    finally:
+        await conn.execute("DELETE FROM backend.outbox WHERE partition_key = $1", stuck_key)
+        await conn.close()

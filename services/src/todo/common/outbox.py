@@ -6,6 +6,12 @@ the same partition key are published in the order they were written (the relay s
 through Dapr's bulk publish API, at most one event per key per call, and stops a key at its first
 failure); a single relay runs at a time across replicas (PostgreSQL advisory lock). While Kafka or the sidecar
 is down, writes still succeed and the relay retries with exponential backoff.
+
+A key whose oldest event keeps failing (say an event the broker refuses as too large) is held back
+on its own: its backoff grows with the row's ``attempts`` (kept in the table, so a new relay leader
+continues it), and while it is held the relay's query skips the key, so the batch is filled with keys
+that can progress. The whole relay backs off only when a cycle published nothing and more than one
+key failed (the sidecar or the broker is down).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     DateTime,
     Identity,
@@ -28,7 +35,10 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    all_,
+    bindparam,
     func,
+    or_,
     select,
     text,
     update,
@@ -114,6 +124,9 @@ class OutboxRelay:
         self._last_gauges = 0.0
         self._last_cleanup = 0.0
         self._conn: AsyncConnection | None = None
+        #: partition key (or, for a row without one, its seq) -> monotonic time it is held until
+        self._held_keys: dict[str, float] = {}
+        self._held_seqs: dict[int, float] = {}
 
     def notify(self) -> None:
         """Called after a commit that queued events: publish now rather than at the next poll."""
@@ -134,7 +147,7 @@ class OutboxRelay:
             except Exception as exc:  # database down, or anything else: keep going
                 _log.warning("outbox relay cycle failed", error=f"{type(exc).__name__}: {exc}")
                 published, failed = 0, True
-            if failed:
+            if failed and not published:
                 failures += 1
                 delay = min(self.max_backoff, self.min_backoff * 2 ** min(failures, 16))
                 await asyncio.sleep(delay * (0.5 + random.random() / 2))
@@ -151,16 +164,24 @@ class OutboxRelay:
                 await asyncio.sleep(self.linger)
 
     async def relay_once(self) -> tuple[int, bool]:
-        """Publish one batch. Returns (events published, whether a publish failed)."""
+        """Publish one batch. Returns (events published, whether the whole relay should back off)."""
         conn = await self._leader_connection()
         if conn is None:
             return 0, False  # another replica relays
         t = self._table
+        held_keys, held_seqs = self._held()
         try:
             rows = (
                 await conn.execute(
-                    select(t.c.seq, t.c.topic, t.c.event_type, t.c.partition_key, t.c.payload)
-                    .where(t.c.sent_at.is_(None))
+                    select(t.c.seq, t.c.topic, t.c.event_type, t.c.partition_key, t.c.payload, t.c.attempts)
+                    .where(
+                        t.c.sent_at.is_(None),
+                        or_(
+                            t.c.partition_key.is_(None),
+                            t.c.partition_key != all_(bindparam("held_keys", held_keys, ARRAY(String))),
+                        ),
+                        t.c.seq != all_(bindparam("held_seqs", held_seqs, ARRAY(BigInteger))),
+                    )
                     .order_by(t.c.seq)
                     .limit(self.batch_size)
                 )
@@ -175,6 +196,7 @@ class OutboxRelay:
                     .where(t.c.seq == row.seq)
                     .values(attempts=t.c.attempts + 1, last_error=str(exc)[:1000])
                 )
+                self._hold(row)
             if published:
                 await conn.execute(
                     update(t).where(t.c.seq.in_(published)).values(sent_at=func.now(), last_error=None)
@@ -183,7 +205,27 @@ class OutboxRelay:
         except BaseException:
             await self.close()  # the connection may be broken; the lock goes with it
             raise
-        return len(published), bool(failures)
+        # one key failing alone says nothing about the sidecar: only its own backoff applies
+        failed_keys = {row.partition_key if row.partition_key is not None else row.seq for row, _ in failures}
+        return len(published), len(failed_keys) > 1
+
+    def _hold(self, row: Any) -> None:
+        """Hold back the key of a row that failed, for a backoff that grows with its attempts."""
+        attempts = int(row.attempts) + 1
+        delay = min(self.max_backoff, self.min_backoff * 2 ** min(attempts, 16))
+        until = time.monotonic() + delay * (0.5 + random.random() / 2)
+        if row.partition_key is None:
+            self._held_seqs[row.seq] = until
+        else:
+            self._held_keys[row.partition_key] = until
+
+    def _held(self) -> tuple[list[str], list[int]]:
+        """The keys and keyless seqs still held back (expired holds dropped)."""
+        now = time.monotonic()
+        for held in (self._held_keys, self._held_seqs):
+            for key in [key for key, until in held.items() if until <= now]:
+                del held[key]
+        return list(self._held_keys), list(self._held_seqs)
 
     async def _leader_connection(self) -> AsyncConnection | None:
         """This replica's relay connection, holding the relay's advisory lock, or None while
