@@ -72,6 +72,9 @@ ETCD_IMAGE_TAG = KUBEADM_ETCD_VERSION.lstrip("v") + "-0"
 #: where containerd finds the CNI configuration template (its CRI ``conf_template``)
 CNI_TEMPLATE_PATH = "/etc/containerd/cni-ptp.conflist.tmpl"
 
+# ipMasq: traffic from a pod to an address outside the pod network leaves with the node's address
+# (kindnetd masquerades it on a user's kind). The host has no route back to the pod CIDR, so without
+# it a pod never reaches the test bed's PostgreSQL or Kafka on the kind network's gateway.
 CNI_TEMPLATE = """\
 {
   "cniVersion": "1.0.0",
@@ -79,7 +82,7 @@ CNI_TEMPLATE = """\
   "plugins": [
     {
       "type": "ptp",
-      "ipMasq": false,
+      "ipMasq": true,
       "mtu": 1500,
       "ipam": {
         "type": "host-local",

@@ -3,6 +3,7 @@ and the settings this VM needs, as staged into the node's file tree."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -38,6 +39,9 @@ def test_staged_node_carries_the_settings_this_vm_needs(tmp_path, monkeypatch):
     assert re.search(rf'^\s*sandbox_image = "registry.k8s.io/pause:{kind_node.PAUSE_VERSION}"', config, re.M)
     assert f'conf_template = "{kind_node.CNI_TEMPLATE_PATH}"' in config
     assert (tmp_path / kind_node.CNI_TEMPLATE_PATH.lstrip("/")).read_text() == kind_node.CNI_TEMPLATE
+    # Pods reach addresses outside the cluster (the test bed's PostgreSQL and Kafka) only masqueraded.
+    cni = json.loads(kind_node.CNI_TEMPLATE.replace("{{.PodCIDR}}", "10.244.0.0/24"))
+    assert cni["plugins"][0]["ipMasq"] is True
     assert "--fail-cgroupv1=false" in (tmp_path / "etc/default/kubelet").read_text()
     dropin = tmp_path / "etc/systemd/system/kubelet.service.d/20-testbed-cgroup-v1.conf"
     assert "kubelet.slice" in dropin.read_text()
