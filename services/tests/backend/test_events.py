@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import time
 import uuid
 from collections import defaultdict
+from pathlib import Path
 
 import asyncpg
 import orjson
 import pytest
 from backend_support import make_settings, register_user, running_app
 from confluent_kafka import Consumer
+from testbed.postgres import Postgres
+from todo.common.migrations import upgrade_async
 
 pytestmark = pytest.mark.testbed
 
@@ -232,3 +238,84 @@ async def test_a_stuck_key_does_not_hold_up_the_other_keys(evented, reader, back
     finally:
         await conn.execute("DELETE FROM backend.outbox WHERE partition_key = $1", stuck_key)
         await conn.close()
+
+
+class PrivatePostgres(Postgres):
+    """A PostgreSQL of this test alone (its own data directory and port): it gets frozen."""
+
+    name = "postgres-frozen"
+
+
+@pytest.fixture(scope="module")
+def private_pg(testbed_run):
+    comp = PrivatePostgres(testbed_run)
+    comp.start()
+    yield comp
+    comp.destroy()
+
+
+def _signal_postgres(pg: Postgres, sig: signal.Signals) -> None:
+    """``sig`` to this PostgreSQL's postmaster and each of its children (every backend calls
+    setsid(), so the postmaster's process group holds only the postmaster)."""
+    postmaster = pg.procs[0].pid
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == postmaster:  # the field after the state is the parent's pid
+                children.append(int(stat.parent.name))
+    for pid in [postmaster, *children]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+@pytest.mark.slow  # about a minute: PostgreSQL frozen for the command timeout and more, under load
+async def test_a_frozen_database_answers_503_fast_and_loses_nothing(private_pg, sidecar, reader):
+    """Issue 17 item 7: SIGSTOP of PostgreSQL (no reset, the sockets stay open) under load.
+    Requests end with 503 while it is frozen (the command, statement and pool timeouts), the relay
+    drops its lock connection and takes the lock again when PostgreSQL returns, and every task that
+    was committed has its event on Kafka."""
+    dsn = private_pg.create_database("backend_frozen")
+    await upgrade_async("backend", dsn)
+    settings = make_settings(
+        dsn, outbox_relay=True, dapr_http_port=sidecar.http_port, dapr_api_token=DAPR_TOKEN, db_pool_size=4
+    )
+    async with running_app(settings) as client:
+        h = (await register_user(client)).headers
+
+        async def create(label: str) -> int:
+            r = await client.post("/api/tasks", json={"title": label}, headers=h)
+            assert r.status_code in (201, 503), r.text
+            return r.status_code
+
+        assert {await create(f"before {i}") for i in range(20)} == {201}
+        _signal_postgres(private_pg, signal.SIGSTOP)
+        try:
+            # 12 writes and 4 reads at once, more than the pool holds: without the timeouts they hang
+            # for the kernel's TCP timeout, so a generous bound turns a hang into a failure
+            frozen = [create(f"frozen {i}") for i in range(12)] + [
+                client.get("/api/tasks", headers=h) for _ in range(4)
+            ]
+            try:
+                answers = await asyncio.wait_for(asyncio.gather(*frozen), timeout=90)
+            except TimeoutError:
+                pytest.fail("requests still hang after 90 s with PostgreSQL frozen")
+            statuses = [a if isinstance(a, int) else a.status_code for a in answers]
+            assert statuses == [503] * 16, statuses
+            problem = await client.get("/api/tasks", headers=h)
+            assert problem.status_code == 503 and problem.headers["retry-after"] == "1"
+            assert problem.json()["type"].endswith("database-unavailable")
+        finally:
+            _signal_postgres(private_pg, signal.SIGCONT)
+        # a connection the freeze broke may be handed out once more: the client retries a 503
+        after = [await create(f"after {i}") for i in range(40)]
+        assert after[-20:] == [201] * 20, after
+        conn = await asyncpg.connect(dsn)
+        try:
+            committed = {str(r["id"]) for r in await conn.fetch("SELECT id FROM backend.tasks")}
+        finally:
+            await conn.close()
+        assert len(committed) >= 40
+        got = await reader.collect(committed, len(committed), wait_s=120.0)
+        arrived = {e["subject"] for _, e in got if e["type"] == "com.todo.task.created"}
+        assert arrived == committed, f"{len(committed - arrived)} committed tasks have no event on Kafka"

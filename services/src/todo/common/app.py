@@ -12,7 +12,7 @@ from fastapi.telemetry import TelemetryConfig
 
 from todo.common.auth import JwtKeys, document_bearer_auth
 from todo.common.dapr import DaprClient
-from todo.common.db import Database
+from todo.common.db import Database, DatabaseTimeouts
 from todo.common.errors import install_error_handlers
 from todo.common.health import ReadinessCheck, add_health_routes, database_ready, sidecar_ready
 from todo.common.logging import configure_logging, get_logger
@@ -100,6 +100,7 @@ def create_service_app(
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         application_name=service,
+        timeouts=DatabaseTimeouts.from_settings(settings),
     )
     app.state.dapr = DaprClient(
         settings.dapr_url,

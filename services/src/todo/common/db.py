@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import asyncpg
@@ -96,12 +98,69 @@ class DriverStatement:
 _REQUIRED = object()
 
 
+@dataclass(frozen=True)
+class DatabaseTimeouts:
+    """How long a service waits for a database that stopped answering (settings ``DB_*_SECONDS``)."""
+
+    statement: float = 5.0  # server side: PostgreSQL cancels the statement
+    command: float = 8.0  # client side: asyncpg gives up and the connection is dropped
+    pool: float = 5.0  # waiting for a pooled connection
+    connect: float = 5.0  # opening a connection, including its startup
+    keepalive: int = 30  # idle seconds before TCP keepalive probes; a peer gone is found in 2x that
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> DatabaseTimeouts:
+        return cls(
+            statement=settings.db_statement_timeout_seconds,
+            command=settings.db_command_timeout_seconds,
+            pool=settings.db_pool_timeout_seconds,
+            connect=settings.db_connect_timeout_seconds,
+            keepalive=settings.db_keepalive_seconds,
+        )
+
+    def server_settings(self) -> dict[str, str]:
+        keepalive = self.keepalive
+        return {
+            "statement_timeout": str(int(self.statement * 1000)),
+            # a transaction left open by a client that froze must not hold its locks for ever
+            "idle_in_transaction_session_timeout": str(int(max(self.command, self.statement) * 2000)),
+            "tcp_keepalives_idle": str(keepalive),
+            "tcp_keepalives_interval": str(max(1, keepalive // 6)),
+            "tcp_keepalives_count": "6",
+        }
+
+
+def _set_client_keepalive(sock: socket.socket | None, keepalive: int) -> None:
+    """TCP keepalive and a user timeout on the client's socket (asyncpg sets neither): a primary
+    that vanished without a reset is noticed in about 2x ``keepalive`` seconds instead of the
+    kernel's default of two hours (idle) or fifteen minutes (unacknowledged data)."""
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return  # a Unix socket has no peer to lose
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (
+        ("TCP_KEEPIDLE", keepalive),
+        ("TCP_KEEPINTVL", max(1, keepalive // 6)),
+        ("TCP_KEEPCNT", 6),
+        ("TCP_USER_TIMEOUT", keepalive * 2000),
+    ):
+        if hasattr(socket, name):  # Linux; other systems keep their defaults
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+
+
 class Database:
     """Owns the engine and the session factory of one service process."""
 
     def __init__(
-        self, url: str, *, pool_size: int = 10, max_overflow: int = 10, application_name: str = "todo"
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        max_overflow: int = 10,
+        application_name: str = "todo",
+        timeouts: DatabaseTimeouts | None = None,
     ):
+        timeouts = timeouts or DatabaseTimeouts()
+        self.timeouts = timeouts
         self.engine: AsyncEngine = create_async_engine(
             async_database_url(url),
             pool_size=pool_size,
@@ -110,13 +169,25 @@ class Database:
             # pooled is replaced at checkout (_refuse_closed_connection); one lost during a request
             # is invalidated and the request answered 503 (see errors.py).
             pool_recycle=1800,
-            connect_args={"server_settings": {"application_name": application_name}, "timeout": 10},
+            pool_timeout=timeouts.pool,
+            connect_args={
+                "server_settings": {"application_name": application_name, **timeouts.server_settings()},
+                "timeout": timeouts.connect,
+                "command_timeout": timeouts.command,
+            },
             json_serializer=_json_text,
             # A failing statement's message would otherwise quote its parameters (e-mails, password
             # hashes, task text), and error logs carry that message.
             hide_parameters=True,
         )
         event.listen(self.engine.sync_engine.pool, "checkout", _refuse_closed_connection)
+
+        def on_connect(dbapi_connection: Any, _record: Any) -> None:
+            transport = dbapi_connection.driver_connection._transport  # asyncpg keeps the socket there
+            _set_client_keepalive(transport.get_extra_info("socket"), timeouts.keepalive)
+
+        event.listen(self.engine.sync_engine.pool, "connect", on_connect)
+        event.listen(self.engine.sync_engine, "handle_error", _timed_out_is_a_disconnect)
         # Without overflow a returned connection always goes back to the queue (no I/O), so
         # driver_execute can hand it back without the greenlet bridge.
         self._checkin_needs_io = max_overflow > 0
@@ -169,6 +240,15 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _timed_out_is_a_disconnect(context: Any) -> None:
+    """A command that timed out (asyncpg's command timeout) leaves its connection waiting for an
+    answer that may never come: drop that connection, not the pool, rather than hand it out again
+    (the error itself, a TimeoutError, is answered 503 like a lost connection)."""
+    if isinstance(context.original_exception, TimeoutError):
+        context.is_disconnect = True
+        context.invalidate_pool_on_disconnect = False
 
 
 def _refuse_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:

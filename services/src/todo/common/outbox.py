@@ -203,7 +203,7 @@ class OutboxRelay:
                 )
             await self._housekeeping(conn)
         except BaseException:
-            await self.close()  # the connection may be broken; the lock goes with it
+            await self.close(broken=True)  # the lock goes with the connection
             raise
         # one key failing alone says nothing about the sidecar: only its own backoff applies
         failed_keys = {row.partition_key if row.partition_key is not None else row.seq for row, _ in failures}
@@ -248,11 +248,15 @@ class OutboxRelay:
         self._conn = conn
         return conn
 
-    async def close(self) -> None:
-        """Give up the relay connection (and with it the lock); ``run`` does this when cancelled."""
+    async def close(self, *, broken: bool = False) -> None:
+        """Give up the relay connection (and with it the lock); ``run`` does this when cancelled.
+        A connection that failed is dropped without a word to the server: a server that stopped
+        answering would hold a polite close (a rollback) for the whole command timeout."""
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):
+                if broken:
+                    await conn.invalidate()
                 await conn.close()
 
     async def _publish_batch(self, rows: list[Any]) -> tuple[list[int], list[tuple[Any, Exception]]]:

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -84,6 +84,17 @@ class ServiceSettings(BaseSettings):
     max_delivery_body_bytes: int = 128 * 1024 * 1024
     db_pool_size: int = 10
     db_max_overflow: int = 0
+    #: A database that stops answering (a frozen or vanished primary, no reset) must not hang
+    #: requests for the kernel's TCP timeout: the server cancels a statement after
+    #: DB_STATEMENT_TIMEOUT_SECONDS, the client gives up on any command after
+    #: DB_COMMAND_TIMEOUT_SECONDS (then drops the connection), on a pooled connection after
+    #: DB_POOL_TIMEOUT_SECONDS and on a new one after DB_CONNECT_TIMEOUT_SECONDS; TCP keepalive
+    #: (both ends) finds a peer that is gone after DB_KEEPALIVE_SECONDS.
+    db_statement_timeout_seconds: float = Field(default=5.0, gt=0)
+    db_command_timeout_seconds: float = Field(default=8.0, gt=0)
+    db_pool_timeout_seconds: float = Field(default=5.0, gt=0)
+    db_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    db_keepalive_seconds: int = Field(default=30, ge=1)
 
     @field_validator("database_url")
     @classmethod
