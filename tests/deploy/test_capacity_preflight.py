@@ -4,26 +4,29 @@ the cluster each inventory's guide creates (tests/deploy/cloud_shapes.py), both 
 * the guide's cluster holds the inventory's stack: the preflight passes (every enabled chart is
   rendered from the upstream archives of the test data with the values its role passes, plus our
   own workloads);
-* the real kube-scheduler places pods with the same requests and anti-affinity on that cluster
-  (pause pods that kwok marks Ready once scheduled), so the preflight's verdict is checked against
-  the scheduler's;
+* the stack is then installed on that cluster and the real kube-scheduler places it: every release
+  the inventory's roles install (Strimzi, Dapr, kube-prometheus-stack, Loki, Alloy) is installed
+  with helm from the test data's archive with exactly the values its role passes (read from the
+  roles as tests/deploy/test_chart_render.py reads them) and the role's ``wait``/``atomic``; the
+  pods no chart object makes (our services with their Dapr sidecars, PostgreSQL, what the Strimzi
+  and Prometheus operators would create, metrics-server) are pause pods with the requests and
+  anti-affinity the preflight counted for them, because those operators, the Dapr injector and
+  metrics-server do not run on kwok. Every pod must be scheduled and Ready (kwok marks a scheduled
+  pod Ready; a Job's pod Succeeded);
 * a cluster too small for it stops the deployment with a message that names what is missing: the
   two-node OKE/AKS clusters the guides created before (Loki's three replicas with required
-  anti-affinity). The other shortages (CPU, memory, pods, node-by-node placement) and their
-  messages are unit-tested with the module's arithmetic
-  (collections/.../tests/unit/plugins/module_utils/test_capacity.py).
+  anti-affinity). The real Loki release on such a cluster leaves its third replica Pending. The other
+  shortages (CPU, memory, pods, node-by-node placement) and their messages are unit-tested with the
+  module's arithmetic (collections/.../tests/unit/plugins/module_utils/test_capacity.py).
 
 The same runs print each inventory's requests against its nodes' allocatable; docs/capacity.md is
 that table, and ``test_capacity_doc_is_current`` fails when it is stale (``TODO_WRITE_CAPACITY_DOC=1``
 rewrites it).
 
-Only the preflight runs here (rendering and arithmetic against the API server's nodes, ~10 s per
-inventory), followed by the pause-pod probe above; no Helm release is installed. Installing the five
-inventories' releases on their shapes would cost minutes each on the CI machine's two cores, and no
-other test installs them either: the molecule kwok scenario keeps every chart off
-(``*_install_chart: false`` in molecule/kwok/inventory/host_vars/todo-kwok.yml). What the charts
-create is checked by rendering them (tests/deploy/test_chart_render.py: helm template with each
-role's values, server-side dry run against the test bed's API server).
+The kwok settings of the molecule kwok scenario apply here too, from the same file
+(molecule/kwok/inventory/host_vars/todo-kwok.yml, where each has its reason): the Dapr injector's
+webhook scoped to no pod, and kube-prometheus-stack's admission webhooks (and the operator's TLS,
+which needs their certificate) off.
 """
 
 from __future__ import annotations
@@ -33,12 +36,15 @@ import datetime
 import json
 import os
 import re
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import yaml
 from cloud_shapes import shape
 from deploy_support import ENVIRONMENTS, ROOT, crds_dir, run, tool_env
+from test_chart_render import CHARTS, CRD_SETS, ROLES, _helm_tasks, chart_archive, render_role_values
 
 pytestmark = [pytest.mark.testbed, pytest.mark.timeout(1800)]
 
@@ -61,9 +67,20 @@ def shaped(testbed_run):
     comp = ShapedKube(testbed_run)
     comp.start()
     try:
+        comp.install_crds(CRD_SETS)  # the roles' crds phase: before any release
         yield comp
     finally:
         comp.destroy()
+
+
+@pytest.fixture(scope="module")
+def role_releases(tmp_path_factory) -> dict[str, list[dict]]:
+    """Per inventory, the releases its roles install, with the values they pass."""
+    started = time.monotonic()
+    values = render_role_values(tmp_path_factory.mktemp("chart-values"), ENVIRONMENTS)
+    seconds = time.monotonic() - started
+    print(f"\nroles' helm values rendered for {len(ENVIRONMENTS)} inventories in {seconds:.0f} s")
+    return values
 
 
 def run_capacity(kube, env_name: str, tmp_path, extra: dict | None = None) -> tuple[dict, str]:
@@ -148,30 +165,134 @@ def _probe_objects(report: dict) -> list[dict]:
     return objects
 
 
-def schedule_like(kube, report: dict, timeout: float = 180) -> tuple[int, list[str]]:
-    """Create the report's pods on the cluster and let the real kube-scheduler place them.
-    Returns (expected pod count, names of the pods still unscheduled when every pod exists and the
-    rest are Ready, with the scheduler's reason)."""
-    kube.kubectl("delete", "namespace", PROBE_NS, "--ignore-not-found", "--wait=true", timeout=180)
-    kube.kubectl("create", "-f", "-", input="\n".join(json.dumps(o) for o in _probe_objects(report)))
+KWOK_SETTINGS = ROOT / "molecule" / "kwok" / "inventory" / "host_vars" / "todo-kwok.yml"
+#: Release -> the role setting merged over its values (recursively, as the role does) on kwok.
+KWOK_VALUES = {"dapr": "dapr_chart_values", "kube-prometheus-stack": "monitoring_values_overrides"}
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = (
+            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
+    return out
+
+
+def _helm_flags() -> dict[tuple[str, str], dict]:
+    """(role, task name) -> the role's wait/atomic/skip_crds/timeout setting of that helm task."""
+    return {(role, t["task"]): t["args"] for role in ROLES for t in _helm_tasks(role)}
+
+
+def helm(kube, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    from testbed import gobuild
+
+    argv = [
+        str(gobuild.TOOLS["helm"].binary()),
+        "--kubeconfig",
+        kube.kubeconfig,
+        "--kube-context",
+        kube.context,
+    ]
+    work = Path(kube.workdir) / "helm"
+    env = dict(os.environ, HELM_CACHE_HOME=str(work / "cache"), HELM_CONFIG_HOME=str(work / "config"),
+               HELM_DATA_HOME=str(work / "data"))  # fmt: skip
+    return subprocess.run(
+        [*argv, *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
+    )
+
+
+def install_release(kube, rel: dict, tmp_path, timeout_s: int | None = None, atomic: bool | None = None):
+    """helm upgrade --install of one release as its role installs it (archive of the pinned version,
+    the role's values plus the kwok settings, wait, atomic, skip_crds); returns helm's result."""
+    args = _helm_flags()[(rel["role"], rel["task"])]
+    kwok = yaml.safe_load(KWOK_SETTINGS.read_text())
+    values = _merge(rel["values"], kwok.get(KWOK_VALUES.get(rel["name"], ""), {}))
+    values_file = tmp_path / f"{rel['name']}-values.json"
+    values_file.write_text(json.dumps(values))
+    argv = ["upgrade", "--install", rel["name"], str(chart_archive(rel["name"], rel["chart_version"])),
+            "--namespace", rel["namespace"], "--create-namespace", "--values", str(values_file),
+            "--wait", "--timeout", f"{timeout_s or 600}s"]  # fmt: skip
+    if (args.get("atomic") is True) if atomic is None else atomic:
+        argv.append("--atomic")
+    if args.get("skip_crds") is True:
+        argv.append("--skip-crds")
+    return helm(kube, *argv, timeout=(timeout_s or 600) + 120)
+
+
+def reset_stack(kube) -> None:
+    """Uninstall every release and delete the namespaces of a previous inventory's stack."""
+    listed = helm(kube, "list", "--all-namespaces", "--all", "-o", "json", timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    for rel in json.loads(listed.stdout or "[]"):
+        helm(kube, "uninstall", rel["name"], "--namespace", rel["namespace"], "--wait", timeout=300)
+    namespaces = [PROBE_NS, "todo", "kafka", "dapr-system", "monitoring", "logging"]
+    kube.kubectl("delete", "namespace", "--ignore-not-found", "--wait=true", *namespaces, timeout=300)
+
+
+def _pod_state(pods: list[dict]) -> tuple[int, list[str]]:
+    """(Ready pods, 'name: reason' of pods the scheduler could not place)."""
+    ready, pending = 0, []
+    for pod in pods:
+        conds = {c["type"]: c for c in pod.get("status", {}).get("conditions", [])}
+        if conds.get("Ready", {}).get("status") == "True":
+            ready += 1
+        elif conds.get("PodScheduled", {}).get("status") == "False":
+            pending.append(f"{pod['metadata']['namespace']}/{pod['metadata']['name']}: "
+                           f"{conds['PodScheduled'].get('message', '')}")  # fmt: skip
+    return ready, pending
+
+
+def install_stack(kube, env_name: str, releases: list[dict], report: dict, tmp_path,
+                  timeout: float = 300) -> dict:  # fmt: skip
+    """Install the inventory's releases, then stand-ins for the workloads no chart object makes, and
+    wait until every pod is Ready (or the scheduler has given up on some). Returns what was placed."""
+    reset_stack(kube)
+    started = time.monotonic()
+    # In the order site.yml installs them.
+    installed = sorted((r for r in releases if r["installed"]), key=lambda r: ROLES.index(r["role"]))
+    for rel in installed:
+        result = install_release(kube, rel, tmp_path)
+        assert result.returncode == 0, (
+            f"{env_name}: helm install of {rel['name']} failed:\n{result.stderr[-3000:]}"
+        )
+    chart_seconds = time.monotonic() - started
+    objects = json.loads(
+        kube.kubectl("get", "deployments,statefulsets,daemonsets", "-A", "-o", "json").stdout
+    )
+    made = {f"{o['metadata']['namespace']}/{o['metadata']['name']}" for o in objects["items"]}
+    from_charts = [w for w in report["workloads"] if w["name"] in made]
+    stand_ins = [w for w in report["workloads"] if w["name"] not in made]
+    kube.kubectl(
+        "create", "-f", "-", input="\n".join(json.dumps(o) for o in _probe_objects({"workloads": stand_ins}))
+    )
+    namespaces = {r["namespace"] for r in installed} | {PROBE_NS}
     expected = sum(w["pods"] for w in report["workloads"])
     deadline = time.monotonic() + timeout
     while True:
-        pods = json.loads(kube.kubectl("get", "pods", "-n", PROBE_NS, "-o", "json").stdout)["items"]
-        ready, pending = 0, []
-        for pod in pods:
-            conds = {c["type"]: c for c in pod.get("status", {}).get("conditions", [])}
-            if conds.get("Ready", {}).get("status") == "True":
-                ready += 1
-            elif conds.get("PodScheduled", {}).get("status") == "False":
-                pending.append(f"{pod['metadata']['name']}: {conds['PodScheduled'].get('message', '')}")
+        pods = [
+            p for p in json.loads(kube.kubectl("get", "pods", "-A", "-o", "json").stdout)["items"]
+            if p["metadata"]["namespace"] in namespaces
+            and not any(o["kind"] == "Job" for o in p["metadata"].get("ownerReferences", []))
+        ]  # fmt: skip
+        ready, pending = _pod_state(pods)
         settled = len(pods) == expected and ready + len(pending) == expected
-        # Unschedulable pods are given half the time in case the scheduler is still retrying.
-        if settled and (not pending or time.monotonic() > deadline - timeout / 2):
-            return expected, pending
-        if time.monotonic() > deadline:
-            return expected, pending or [f"only {ready} of {expected} pods Ready after {timeout:.0f}s"]
-        time.sleep(2)
+        if (settled and not pending) or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    return {
+        "releases": [f"{r['name']} ({CHARTS[r['name']]} {r['chart_version']})" for r in installed],
+        "not_installed": [r["name"] for r in releases if not r["installed"]],
+        "chart_pods": sum(w["pods"] for w in from_charts),
+        "stand_in_pods": sum(w["pods"] for w in stand_ins),
+        "stand_ins": sorted(w["name"] for w in stand_ins),
+        "expected": expected,
+        "pods": len(pods),
+        "ready": ready,
+        "pending": pending,
+        "chart_seconds": round(chart_seconds),
+        "seconds": round(time.monotonic() - started),
+    }
 
 
 def _seconds(duration: dict) -> float:
@@ -182,7 +303,7 @@ def _seconds(duration: dict) -> float:
 
 
 @pytest.mark.parametrize("env_name", ENVIRONMENTS)
-def test_the_guides_cluster_holds_the_stack(shaped, env_name, tmp_path):
+def test_the_guides_cluster_holds_the_stack(shaped, role_releases, env_name, tmp_path):
     node_shape = shape(env_name)
     shaped.reshape(node_shape)
     report, _ = preflight(shaped, env_name, tmp_path)
@@ -201,15 +322,22 @@ def test_the_guides_cluster_holds_the_stack(shaped, env_name, tmp_path):
     )
     if monitoring.get("monitoring_metrics_server_install"):
         assert "kube-system/metrics-server" in names, sorted(names)
-    # The real scheduler agrees: pods of the same requests and anti-affinity all land and get Ready.
-    expected, pending = schedule_like(shaped, report)
-    assert pending == [], f"{env_name}: the preflight passed but the scheduler left pods Pending: {pending}"
-    print(f"{env_name}: all {expected} pods scheduled and Ready")
-    _reports[env_name] = {"shape": dataclasses.asdict(node_shape), "report": report}
+    # The real scheduler agrees: the releases and our workloads all land and get Ready.
+    placed = install_stack(shaped, env_name, role_releases[env_name], report, tmp_path)
+    print(f"{env_name}: {placed}")
+    assert placed["pending"] == [], (
+        f"{env_name}: the preflight passed but the scheduler left pods Pending: {placed['pending']}"
+    )
+    assert placed["ready"] == placed["pods"] == placed["expected"], placed
+    print(
+        f"{env_name}: all {placed['expected']} pods scheduled and Ready ({placed['chart_pods']} from the "
+        f"charts' objects, {placed['stand_in_pods']} stand-ins) in {placed['seconds']} s"
+    )
+    _reports[env_name] = {"shape": dataclasses.asdict(node_shape), "report": report, "placed": placed}
 
 
 @pytest.mark.parametrize("env_name", ["oke", "aks"])
-def test_two_nodes_cannot_hold_three_anti_affine_loki_replicas(shaped, env_name, tmp_path):
+def test_two_nodes_cannot_hold_three_anti_affine_loki_replicas(shaped, role_releases, env_name, tmp_path):
     """The OKE and AKS clusters the guides created before had two nodes."""
     shaped.reshape(dataclasses.replace(shape(env_name), count=2))
     report, _ = preflight(shaped, env_name, tmp_path)
@@ -220,10 +348,22 @@ def test_two_nodes_cannot_hold_three_anti_affine_loki_replicas(shaped, env_name,
     msg = report["msg"]
     assert "logging/loki: logging_values_overrides (Loki: singleBinary.replicas" in msg, msg
     assert "capacity_check: false skips the check" in msg, msg
-    # What would happen without the preflight: the scheduler leaves the third Loki replica Pending.
-    _, pending = schedule_like(shaped, report, timeout=30)
-    assert [p.split(":")[0].rsplit("-", 2)[0] for p in pending] == ["logging-loki"], pending
+    # What happens without the preflight: the real Loki release (the role's values) waits in vain
+    # for its third replica, which the scheduler leaves Pending. Installed without --atomic (and with
+    # a short timeout), so the Pending replica stays to be looked at instead of being rolled back.
+    reset_stack(shaped)
+    (loki,) = [r for r in role_releases[env_name] if r["name"] == "loki"]
+    result = install_release(shaped, loki, tmp_path, timeout_s=60, atomic=False)
+    assert result.returncode != 0, f"{env_name}: Loki installed on two nodes:\n{result.stdout[-2000:]}"
+    print(f"{env_name}, 2 nodes: helm install of loki: {result.stderr.strip()[-300:]}")
+    pods = json.loads(shaped.kubectl("get", "pods", "-n", "logging", "-o", "json").stdout)["items"]
+    replicas = [p for p in pods if re.fullmatch(r"loki-\d+", p["metadata"]["name"])]  # the StatefulSet's
+    ready, pending = _pod_state(replicas)
+    # One of the three replicas (the chart starts them in parallel, so any one of them).
+    assert len(replicas) == 3 and len(pending) == 1, pending
     assert "anti-affinity" in pending[0], pending
+    assert ready == 2, f"{env_name}: {ready} Loki replicas Ready on two nodes"
+    print(f"{env_name}, 2 nodes: {pending[0]}")
 
 
 PLANTED = "planted-secret-3f9c1e7a"
@@ -264,19 +404,28 @@ def render_doc(reports: dict[str, dict]) -> str:
         "reservations (see `tests/deploy/cloud_shapes.py`); the cloud's own system pods (kube-system)",
         "come on top and are counted by the preflight on a real cluster.",
         "",
+        "The same test then installs the stack on that kwok cluster and lets the real scheduler place",
+        "it: every release the inventory's roles install, with helm, from the upstream chart archive",
+        "and with the values the role passes, and stand-in pods (the requests and anti-affinity the",
+        "preflight counted) for what no chart object makes on kwok: our services with their Dapr",
+        "sidecars, PostgreSQL, the pods the Strimzi and Prometheus operators would create, and",
+        "metrics-server. The last column counts the pods that were scheduled and became Ready.",
+        "",
         "| inventory | nodes | CPU requested / allocatable | memory (GiB) requested / allocatable "
-        "| pods / allowed | CPU headroom |",
-        "|---|---|---|---|---|---|",
+        "| pods / allowed | CPU headroom | installed on kwok: pods Ready (from charts + stand-ins) |",
+        "|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for env in ENVIRONMENTS:
         if env not in reports:
             continue
-        shape_, rep = reports[env]["shape"], reports[env]["report"]
+        shape_, rep, placed = reports[env]["shape"], reports[env]["report"], reports[env]["placed"]
         req, alloc = rep["requested"], rep["allocatable"]
         lines.append(
             f"| {env} | {shape_['notes']} | {req['cpu'] / 1000:.2f} / {alloc['cpu'] / 1000:.2f} | "
             f"{_gib(req['memory'])} / {_gib(alloc['memory'])} | {req['pods']} / {alloc['pods']} | "
-            f"{(alloc['cpu'] - req['cpu']) * 100 // max(alloc['cpu'], 1)}% |"
+            f"{(alloc['cpu'] - req['cpu']) * 100 // max(alloc['cpu'], 1)}% | "
+            f"{placed['ready']} of {placed['expected']} "
+            f"({placed['chart_pods']} + {placed['stand_in_pods']}) |"
         )
     lines += [
         "",
@@ -295,6 +444,7 @@ def test_capacity_doc_is_current():
     if set(_reports) != set(ENVIRONMENTS):
         pytest.fail(f"the preflights of {sorted(set(ENVIRONMENTS) - set(_reports))} did not pass; no table")
     text = render_doc(_reports)
+    print("\n" + text)
     if os.environ.get("TODO_WRITE_CAPACITY_DOC") == "1":
         DOC.write_text(text)
     assert DOC.exists() and DOC.read_text() == text, (
