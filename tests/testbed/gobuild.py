@@ -79,6 +79,13 @@ class GoTool:
     #: (path in the upstream module: content); set, the build compiles a copy of the upstream
     #: module from the module cache with these files added (a ``replace`` in a copy of the wrapper)
     generated: dict[str, str] = field(default_factory=dict)
+    #: the version the wrapper requires of ``module`` when it is not ``version`` (Prometheus v3.14.0
+    #: is the Go module github.com/prometheus/prometheus v0.314.0)
+    module_version: str = ""
+
+    @property
+    def upstream_version(self) -> str:
+        return self.module_version or self.version
 
     @property
     def binaries(self) -> list[str]:
@@ -154,6 +161,14 @@ ALERTMANAGER_VERSION = "v0.34.0"
 #: the Go module version v0.3xx.y), and what the monitoring role and NetworkPolicy enforcement on kind add
 PROMETHEUS_OPERATOR_VERSION = "v0.93.1"
 PROMETHEUS_VERSION = "v3.14.0"
+
+
+def _prometheus_module_version(version: str) -> str:
+    """Prometheus 3.x tags its Go module v0.3MM.P (v3.14.0 is v0.314.0)."""
+    major, minor, patch = version.lstrip("v").split(".")
+    return f"v0.{int(major)}{int(minor):02d}.{patch}"
+
+
 KUBE_STATE_METRICS_VERSION = "v2.20.0"
 NODE_EXPORTER_VERSION = "v1.12.1"
 METRICS_SERVER_VERSION = "v0.8.0"
@@ -339,6 +354,7 @@ TOOLS: dict[str, GoTool] = {
             version=PROMETHEUS_VERSION,
             module_dir="prometheus",
             module="github.com/prometheus/prometheus",
+            module_version=_prometheus_module_version(PROMETHEUS_VERSION),
             packages=("github.com/prometheus/prometheus/cmd/prometheus",),
             # promu adds builtinassets too, which embeds the web UI upstream builds with npm (absent
             # from the module zip): without it the API and scraping work, the UI pages do not
@@ -428,12 +444,12 @@ def _module_with_generated_files(tool: GoTool, tmp: Path) -> Path:
     cache directory with ``tool.generated`` added; the wrapper's go.sum still pins every
     dependency."""
     proc = subprocess.run(
-        [go_binary(), "mod", "download", "-json", f"{tool.module}@{tool.version}"],
+        [go_binary(), "mod", "download", "-json", f"{tool.module}@{tool.upstream_version}"],
         cwd=tool.wrapper, env=go_env(), capture_output=True, text=True, check=False,
     )
     if proc.returncode != 0:
         raise ComponentError(
-            f"go mod download {tool.module}@{tool.version} failed: {proc.stdout}{proc.stderr}"
+            f"go mod download {tool.module}@{tool.upstream_version} failed: {proc.stdout}{proc.stderr}"
         )
     source = tmp / "upstream"
     shutil.copytree(json.loads(proc.stdout)["Dir"], source)
@@ -447,7 +463,8 @@ def _module_with_generated_files(tool: GoTool, tmp: Path) -> Path:
     wrapper.mkdir()
     shutil.copy(tool.wrapper / "go.sum", wrapper / "go.sum")
     (wrapper / "go.mod").write_text(
-        (tool.wrapper / "go.mod").read_text() + f"\nreplace {tool.module} {tool.version} => {source}\n"
+        (tool.wrapper / "go.mod").read_text()
+        + f"\nreplace {tool.module} {tool.upstream_version} => {source}\n"
     )
     return wrapper
 

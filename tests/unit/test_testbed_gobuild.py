@@ -17,7 +17,7 @@ def test_wrapper_module_pins_the_declared_version(tool):
     gomod = (spec.wrapper / "go.mod").read_text()
     required = re.search(rf"^\s*(?:require\s+)?{re.escape(spec.module)} (v\S+)", gomod, re.M)
     assert required, f"{spec.wrapper}/go.mod does not require {spec.module}"
-    assert required.group(1).lstrip("v") == spec.version.lstrip("v")
+    assert required.group(1).lstrip("v") == spec.upstream_version.lstrip("v")
     assert (spec.wrapper / "go.sum").is_file(), "a committed go.sum pins every dependency"
     for pkg in spec.packages:
         assert re.search(rf"^\s*(?:tool\s+)?{re.escape(pkg)}$", gomod, re.M), f"{pkg} is not a tool"
