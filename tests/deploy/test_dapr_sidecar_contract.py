@@ -384,3 +384,17 @@ def test_the_restricted_namespace_admits_an_injected_pod(rendered, helm, kube, t
         path.write_text(json.dumps(pod))
         result = kube.kubectl("create", "--dry-run=server", "-f", str(path), check=False)
         assert result.returncode == 0, f"{env_name}/{deployment['metadata']['name']}: {result.stderr}"
+
+
+# --- issue 17 item 8: graceful shutdown --------------------------------------------------------
+
+
+def test_app_containers_drain_before_sigterm_within_the_grace_period(rendered) -> None:
+    """preStop sleeps while the endpoint removal propagates; the grace period covers that sleep, the
+    app's drain (SHUTDOWN_DRAIN_SECONDS default 5) and uvicorn's wait for requests in flight (20)."""
+    _env, out = rendered
+    for deployment in _deployments(out):
+        pod = deployment["spec"]["template"]["spec"]
+        sleep = _app_container(deployment)["lifecycle"]["preStop"]["sleep"]["seconds"]
+        assert sleep >= 5, deployment["metadata"]["name"]
+        assert pod["terminationGracePeriodSeconds"] > sleep + 5 + 20, deployment["metadata"]["name"]

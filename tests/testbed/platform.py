@@ -300,6 +300,9 @@ class TodoPlatform:
             PORT=str(self.app_ports[key]),
             LOG_LEVEL="INFO",
             HOST="127.0.0.1",
+            # no balancer polls the test bed's /readyz, so restarts need no drain
+            # (tests/fault/test_shutdown.py sets one)
+            SHUTDOWN_DRAIN_SECONDS="0",
         )
         if service == "notification":
             env.setdefault("REMINDER_POLL_SECONDS", "0.5")

@@ -48,9 +48,10 @@ def serve_main(argv: list[str] | None = None) -> None:
     except ValueError as exc:  # invalid settings (pydantic ValidationError is a ValueError)
         raise SystemExit(f"todo-service {args.service}: invalid configuration: {exc}") from None
     from todo.common.http import WS_MAX_MESSAGE_BYTES, BoundedHttpToolsProtocol
+    from todo.common.shutdown import DrainingServer
 
     settle_heap()
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         http=BoundedHttpToolsProtocol,
         # A client sends the sync service only "ping"; larger frames are closed with 1009.
@@ -64,6 +65,12 @@ def serve_main(argv: list[str] | None = None) -> None:
         forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
         timeout_graceful_shutdown=20,
     )
+    drain = os.environ.get("SHUTDOWN_DRAIN_SECONDS", "5")
+    try:
+        drain_seconds = float(drain)
+    except ValueError:
+        raise SystemExit("SHUTDOWN_DRAIN_SECONDS must be a number of seconds") from None
+    DrainingServer(config, app, drain_seconds).run()
 
 
 def migrate_main(argv: list[str] | None = None) -> None:

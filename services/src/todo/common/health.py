@@ -1,4 +1,5 @@
-"""/healthz (liveness: the process answers) and /readyz (database and Dapr sidecar reachable)."""
+"""/healthz (liveness: the process answers) and /readyz (database and Dapr sidecar reachable, and
+the process not shutting down)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
+from todo.common.shutdown import draining
 
 ReadinessCheck = Callable[[FastAPI], Awaitable[bool]]
 
@@ -31,6 +34,8 @@ def add_health_routes(app: FastAPI, checks: dict[str, ReadinessCheck]) -> None:
         responses={503: {"description": "A dependency is not reachable"}},
     )
     async def readyz(request: Request) -> JSONResponse:
+        if draining(request.app):  # SIGTERM arrived: in-flight requests finish, send no new ones
+            return JSONResponse({"status": "draining", "checks": {}}, status_code=503)
         names = list(checks)
         results = await asyncio.gather(
             *(asyncio.wait_for(checks[n](request.app), timeout=3.0) for n in names), return_exceptions=True
