@@ -188,12 +188,13 @@ PLANTED = {
 
 
 def test_diagnostics_bundle_has_the_state_with_secrets_redacted(kube, deployed, kwok_inventory, tmp_path):
+    jwt_secret = secret_values(kube, "todo", "todo-app")["jwt-secret"]  # as deployed or rotated
     manifests = [
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "planted", "namespace": "todo"},
          "stringData": {"value": PLANTED["secret"]}},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "planted", "namespace": "todo"},
          "data": {"app.properties": f"note={PLANTED['secret']}\nurl=postgresql://u:{PLANTED['url_password']}@db/x",
-                  "jwt": TEST_SECRETS["TODO_JWT_SECRET"]}},
+                  "jwt": jwt_secret}},
         {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "planted", "namespace": "todo"},
          "spec": {"securityContext": {"runAsNonRoot": True, "runAsUser": 10001,
                                       "seccompProfile": {"type": "RuntimeDefault"}},
@@ -225,7 +226,7 @@ def test_diagnostics_bundle_has_the_state_with_secrets_redacted(kube, deployed, 
         files = {m.name.split("/", 1)[1]: tar.extractfile(m).read().decode()
                  for m in tar.getmembers() if m.isfile()}
     everything = "\n".join(files.values())
-    secrets = [v for v in PLANTED.values()] + [v for v in TEST_SECRETS.values() if len(v) >= 6]
+    secrets = [*PLANTED.values(), jwt_secret] + [v for v in TEST_SECRETS.values() if len(v) >= 6]
     leaked = [v for v in secrets if v in everything]
     assert not leaked, f"secrets in the bundle: {leaked}"
     assert "visible-value" in everything  # ordinary settings stay readable

@@ -124,7 +124,10 @@ RESOURCES = [
 
 def _plain(item):
     obj = item.to_dict() if hasattr(item, "to_dict") else item
-    (obj.get("metadata") or {}).pop("managedFields", None)
+    metadata = obj.get("metadata") or {}
+    metadata.pop("managedFields", None)
+    # a copy of the whole object as one string, where field names no longer guard the values
+    (metadata.get("annotations") or {}).pop("kubectl.kubernetes.io/last-applied-configuration", None)
     return obj
 
 
