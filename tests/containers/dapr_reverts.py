@@ -83,25 +83,45 @@ def _pods(kubectl: Kubectl, name: str) -> list[dict]:
     return kubectl.json("-n", NAMESPACE, "get", "pods", "-l", f"app.kubernetes.io/name={name}")["items"]
 
 
+def _failure_line(logs: str, needle: str | None) -> str | None:
+    """The first line whose message holds ``needle`` (JSON logs: the msg/message field), or with no
+    needle the first line logged at level fatal."""
+    for line in logs.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):
+            if needle and needle.lower() in line.lower():
+                return line
+            continue
+        message = str(record.get("msg", record.get("message", "")))
+        if needle is None and record.get("level") == "fatal":
+            return line
+        if needle and needle.lower() in message.lower():
+            return line
+    return None
+
+
 def _crashed_container_line(
-    kubectl: Kubectl, name: str, container: str, needle: str
+    kubectl: Kubectl, name: str, container: str, needle: str | None
 ) -> Callable[[], str | None]:
-    """A probe: the first log line of ``container`` holding ``needle`` once the container has exited."""
+    """A probe: once ``container`` has exited, its failure line (see :func:`_failure_line`)."""
 
     def probe() -> str | None:
         for pod in _pods(kubectl, name):
             for status in pod.get("status", {}).get("containerStatuses", []):
                 if status["name"] != container:
                     continue
-                exited = status.get("restartCount", 0) > 0 or "terminated" in status.get("state", {})
-                if not exited:
+                restarted = status.get("restartCount", 0) > 0
+                if not restarted and "terminated" not in status.get("state", {}):
                     continue
-                previous = ["--previous"] if status.get("restartCount", 0) > 0 else []
+                previous = ["--previous"] if restarted else []
                 logs = kubectl("-n", NAMESPACE, "logs", pod["metadata"]["name"], "-c", container, *previous,
                                check=False)
-                lines = [line for line in logs.splitlines() if needle.lower() in line.lower()]
-                if lines:
-                    return lines[0]
+                found = _failure_line(logs, needle)
+                if found:
+                    return found
         return None
 
     return probe
@@ -113,7 +133,10 @@ def revert_secret_store_annotation(kubectl: Kubectl) -> str:
     del dep["spec"]["template"]["metadata"]["annotations"]["dapr.io/disable-builtin-k8s-secret-store"]
     _apply(kubectl, dep)
     try:
-        return _poll("daprd exits", _crashed_container_line(kubectl, name, "daprd", "secret"))
+        line = _poll("daprd exits", _crashed_container_line(kubectl, name, "daprd", None))
+        # The built-in secret store is the component named "kubernetes".
+        assert "kubernetes" in line, f"daprd exited for another reason: {line}"
+        return line
     finally:
         _delete(kubectl, name)
 
@@ -148,6 +171,11 @@ def revert_drop_all_capabilities(kubectl: Kubectl) -> str:
         _apply(kubectl, _copy_of_source(kubectl, name))
 
         def rejected() -> str | None:
+            # A pod created while the injector's new replica was not yet serving has no sidecar
+            # (the webhook ignores failures): delete it, so that the ReplicaSet tries again.
+            for pod in _pods(kubectl, name):
+                if "daprd" not in {c["name"] for c in pod["spec"]["containers"]}:
+                    kubectl("-n", NAMESPACE, "delete", "pod", pod["metadata"]["name"], "--wait=false")
             events = kubectl.json("-n", NAMESPACE, "get", "events", "--field-selector", "reason=FailedCreate")
             for event in events["items"]:
                 if event["involvedObject"]["name"].startswith(name) and "PodSecurity" in event["message"]:
