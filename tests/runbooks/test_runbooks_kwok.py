@@ -231,15 +231,17 @@ def test_diagnostics_bundle_has_the_state_with_secrets_redacted(kube, deployed, 
     assert not leaked, f"secrets in the bundle: {leaked}"
     assert "visible-value" in everything  # ordinary settings stay readable
     pods = json.loads(files["todo/pods.json"])
-    assert {p["metadata"]["labels"].get("app.kubernetes.io/name") for p in pods} >= set(SERVICES)
+    app_of = {p["metadata"]["name"]: p["metadata"].get("labels", {}).get("app.kubernetes.io/name")
+              for p in pods}
+    assert set(app_of.values()) >= set(SERVICES)
     assert "Planted" in files["todo/events.json"]
     assert json.loads(files["versions.json"])["collection_todo_platform"]
     for name in ("outbox.json", "consumer_lag.json", "dead_letters.json", "cluster/version.json",
                  "missing.json"):
         assert name in files, sorted(files)
     # every service container's log was asked for: it is in the bundle or missing.json says why not
-    backend = next(p for p in pods if p["metadata"]["labels"].get("app.kubernetes.io/name") == "backend")
-    log = f"todo/logs/{backend['metadata']['name']}/backend.log"
+    backend = next(name for name, app in app_of.items() if app == "backend")
+    log = f"todo/logs/{backend}/backend.log"
     assert log in files or log in files["missing.json"]
 
 
