@@ -225,8 +225,7 @@ def chart_image_refs(manifests: str) -> set[str]:
 def _module_dir(tool: gobuild.GoTool) -> Path:
     """The upstream module's directory in the module cache (downloaded through the wrapper's go.sum)."""
     done = subprocess.run(
-        # no version: the wrapper's (Prometheus v3.14.0 is the module version v0.314.0)
-        [gobuild.go_binary(), "mod", "download", "-json", tool.module],
+        [gobuild.go_binary(), "mod", "download", "-json", f"{tool.module}@{tool.upstream_version}"],
         cwd=tool.wrapper,
         env=gobuild.go_env(),
         capture_output=True,
@@ -235,7 +234,7 @@ def _module_dir(tool: gobuild.GoTool) -> Path:
     )
     if done.returncode != 0:
         raise ComponentError(
-            f"go mod download {tool.module} (wrapper {tool.wrapper}) failed: {done.stdout}{done.stderr}"
+            f"go mod download {tool.module}@{tool.upstream_version} failed: {done.stdout}{done.stderr}"
         )
     return Path(json.loads(done.stdout)["Dir"])
 
