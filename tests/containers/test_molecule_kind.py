@@ -17,9 +17,8 @@ What it sets up before molecule (everything else is the scenario, molecule/kind-
   kubectl and the Docker CLI; DOCKER_HOST points kind, docker and the roles at the test bed's engine.
 
 Then: molecule test -s kind-local (syntax, destroy, prepare, converge, idempotence, verify, destroy),
-each step timed and logged to <tmp_path>/<step>.log. With TODO_KIND_REVERT_PROOFS=1 (not in CI yet),
-before destroy the three Dapr fixes of issue 15 reverted in turn on the converged cluster must each
-fail (dapr_reverts.py).
+each step timed and logged to <tmp_path>/<step>.log; before destroy, the three Dapr fixes of issue 15
+reverted in turn on the converged cluster must each fail (dapr_reverts.py).
 """
 
 from __future__ import annotations
@@ -135,9 +134,6 @@ def test_molecule_kind_local(docker_engine, external_services, tmp_path):
             print(f"--- molecule {step} ({timings[-1]}):\n{output[-(20000 if returncode else 1500):]}")
             assert returncode == 0, f"molecule {step} -s {SCENARIO} failed ({', '.join(timings)})"
         # On the converged cluster: each of the three Dapr fixes reverted in turn fails (issue 15 item 5).
-        # Opt-in (TODO_KIND_REVERT_PROOFS=1) until a whole run of it has passed here.
-        if os.environ.get("TODO_KIND_REVERT_PROOFS") != "1":
-            return
         from testbed.kind_cluster import kubectl_binary
 
         kubectl = dapr_reverts.Kubectl(kubectl_binary(), tmp_path / "molecule" / "kubeconfig")
