@@ -43,12 +43,17 @@ def services_image(docker_engine) -> str:
 
 @pytest.fixture
 def secret_files(tmp_path, pg):
-    """DATABASE_URL and JWT_SECRET as files readable by UID 10001 (as a mounted Secret would be)."""
+    """DATABASE_URL, JWT_SECRET and APP_API_TOKEN as files readable by UID 10001 (as a mounted
+    Secret would be); without the app token a service refuses to start."""
     secrets_dir = tmp_path / "secrets"
     secrets_dir.mkdir()
     secrets_dir.chmod(0o755)
     db = pg.create_database(f"img_{uuid.uuid4().hex[:8]}")
-    for name, value in (("database-url", db), ("jwt-secret", secrets.token_urlsafe(48))):
+    for name, value in (
+        ("database-url", db),
+        ("jwt-secret", secrets.token_urlsafe(48)),
+        ("app-api-token", secrets.token_urlsafe(32)),
+    ):
         (secrets_dir / name).write_text(value)
         (secrets_dir / name).chmod(0o644)
     return secrets_dir
@@ -88,6 +93,7 @@ def test_backend_migrates_and_answers_health_and_readiness(docker_engine, servic
     run = _docker(
         host, "run", "-d", "--name", name, *LOCKED_DOWN, *mount, *files,
         "-e", "JWT_SECRET_FILE=/run/secrets/todo/jwt-secret",
+        "-e", "APP_API_TOKEN_FILE=/run/secrets/todo/app-api-token",
         "-e", "HOST=127.0.0.1", "-e", f"PORT={port}",
         # no Dapr sidecar here: readiness checks the database only
         "-e", "DAPR_READY_CHECK=false",
