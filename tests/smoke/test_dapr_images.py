@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from testbed import dapr_images
-from testbed.images import docker_cli
+from testbed.images import docker_run_cli as docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy"))
 from test_chart_render import chart_archive, helm_template, release, render_role_values  # noqa: E402
@@ -73,20 +72,6 @@ def test_dapr_image_registry_points_every_image_at_a_mirror(rendered):
 
 # --------------------------------------------------------------------------------------------------
 # The images in the test bed's Docker
-
-
-def docker(host: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run(
-        [docker_cli(), *args],
-        env=os.environ | {"DOCKER_HOST": host},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    if check:
-        assert done.returncode == 0, f"docker {' '.join(args)}: {done.stderr}"
-    return done
 
 
 @pytest.fixture(scope="module")

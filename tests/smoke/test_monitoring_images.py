@@ -25,7 +25,7 @@ import httpx
 import pytest
 import yaml
 from testbed import gobuild, monitoring_images
-from testbed.images import docker_cli
+from testbed.images import docker_run_cli as docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy"))
 from test_chart_render import chart_archive, helm_template, release, render_role_values  # noqa: E402
@@ -121,20 +121,6 @@ def docker_security(rendered: str, spec: monitoring_images.Spec) -> list[str]:
 
 # --------------------------------------------------------------------------------------------------
 # The images in the test bed's Docker
-
-
-def docker(host: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run(
-        [docker_cli(), *args],
-        env=os.environ | {"DOCKER_HOST": host},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    if check:
-        assert done.returncode == 0, f"docker {' '.join(args)}: {done.stderr}"
-    return done
 
 
 @pytest.fixture(scope="module")

@@ -103,6 +103,24 @@ def docker_cli() -> str:
     return require_tool("docker", "install the Docker CLI: apt-get install -y docker.io")
 
 
+def docker_run_cli(
+    host: str, *args: str, check: bool = True, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """The Docker CLI against the engine at ``host``; with ``check``, a failure names the command
+    and Docker's error."""
+    done = subprocess.run(
+        [docker_cli(), *args],
+        env=os.environ | {"DOCKER_HOST": host},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+    if check:
+        assert done.returncode == 0, f"docker {' '.join(args)}: {done.stderr}"
+    return done
+
+
 def debootstrap() -> str:
     found = shutil.which("debootstrap") or (
         "/usr/sbin/debootstrap" if Path("/usr/sbin/debootstrap").is_file() else None
