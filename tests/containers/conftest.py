@@ -1,0 +1,53 @@
+"""Fixtures of the ``containers`` stage: the platform converged once per session on a real kind
+cluster (``kind_platform``, see kind_platform.py), shared by every check module."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def kind_network(docker_engine):
+    from testbed.docker_network import ensure_network
+
+    return ensure_network(docker_engine.host, "kind")
+
+
+@pytest.fixture(scope="session")
+def external_services(testbed_run, kind_network):
+    from testbed.kafka import Kafka
+    from testbed.postgres import Postgres
+
+    pg = Postgres(testbed_run, external=kind_network)
+    kafka = Kafka(testbed_run, external=kind_network)
+    pg.start()
+    try:
+        kafka.start()
+        try:
+            yield pg, kafka
+        finally:
+            kafka.destroy()
+    finally:
+        pg.destroy()
+
+
+@pytest.fixture(scope="session")
+def kind_platform(docker_engine, external_services, tmp_path_factory):
+    """The platform converged by ``molecule -s kind-local`` up to verify; destroyed at session end."""
+    from containers.kind_platform import converge
+
+    pg, kafka = external_services
+    log_dir = tmp_path_factory.mktemp("kind-local")
+    platform = None
+    try:
+        platform = converge(docker_engine, pg, kafka, log_dir)
+        yield platform
+    finally:
+        if platform is None:
+            from containers.kind_platform import KindPlatform, scenario_env
+
+            # converge failed part way: destroy with the environment it had
+            env = scenario_env(docker_engine, pg, kafka, log_dir / "molecule")
+            platform = KindPlatform(env, log_dir, pg, kafka)
+        platform.molecule("destroy")
+        print("molecule kind-local timings: " + ", ".join(platform.timings))
