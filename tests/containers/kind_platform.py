@@ -41,9 +41,18 @@ ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = "kind-local"
 HOST_VARS = "todo-kind-local.yml"
 STEPS = ["syntax", "destroy", "prepare", "converge", "idempotence", "verify"]
-# Extra images the scenario loads into the node (references in the test bed's engine), beside the
-# Dapr images and the services image; check modules that need more images add their builder here.
-EXTRA_IMAGE_BUILDERS: list = []
+
+
+def _monitoring_images(host: str) -> list[str]:
+    # kube-prometheus-stack's images, metrics-server and kube-network-policies (issue 16), built here
+    from testbed import monitoring_images
+
+    return monitoring_images.load_into_docker(host)
+
+
+# Images the scenario loads into the node (references in the test bed's engine) beside the Dapr
+# images and the services image: each builder takes the engine's address and returns references.
+EXTRA_IMAGE_BUILDERS = [_monitoring_images]
 
 
 @dataclass
