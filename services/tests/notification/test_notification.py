@@ -184,7 +184,7 @@ async def test_reminder_is_emailed_through_a_real_smtp_server(app, client, clean
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        smtp = SmtpSettings(host="127.0.0.1", port=port, sender="todo@test.invalid",
+        smtp = SmtpSettings(host="127.0.0.1", port=port, sender="todo@test.invalid", security="none",
                             default_to="someone@test.invalid")
         scheduler = ReminderScheduler(app.state.db, app.state.relay, smtp=smtp)
         task = reminder_task(uuid.uuid4(), due_in=timedelta(seconds=20), title="Pay the rent")

@@ -27,11 +27,15 @@ class NotificationSettings(ServiceSettings):
     reminder_poll_seconds: float = 0.5
     #: E-mail channel: off unless SMTP_HOST is set.
     smtp_host: str | None = None
-    smtp_port: int = 25
+    smtp_port: int = 587
     smtp_from: str = "todo@localhost"
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
-    smtp_starttls: bool = False
+    #: starttls | tls | none; unset: tls on port 465, starttls on any other. With credentials, none
+    #: is refused at start-up outside DEVELOPMENT_MODE.
+    smtp_security: str | None = None
+    #: CA bundle for a server certificate no system CA signed.
+    smtp_ca_file: str | None = None
     #: Recipient when the task snapshot carries no ``user_email``.
     smtp_to: str | None = None
 
@@ -44,9 +48,15 @@ class NotificationSettings(ServiceSettings):
             sender=self.smtp_from,
             username=self.smtp_username,
             password=self.smtp_password.get_secret_value() if self.smtp_password else None,
-            starttls=self.smtp_starttls,
+            security=self.smtp_security or None,
+            ca_file=self.smtp_ca_file or None,
+            allow_plaintext_credentials=self.development_mode,
             default_to=self.smtp_to,
         )
+
+    def check_can_serve(self) -> None:
+        super().check_can_serve()
+        self.smtp()  # raises ValueError for credentials over a plain connection
 
 
 def create_app(settings: NotificationSettings | None = None) -> FastAPI:

@@ -21,16 +21,47 @@ from todo.notification import store
 _log = get_logger("todo.notification.scheduler")
 
 
+#: How the connection to the SMTP server is protected: ``starttls`` (required upgrade, port 587),
+#: ``tls`` (implicit TLS from the first byte, port 465) or ``none`` (plain text).
+SMTP_SECURITY_MODES = ("starttls", "tls", "none")
+
+
+def default_smtp_security(port: int) -> str:
+    return "tls" if port == 465 else "starttls"
+
+
 @dataclass(frozen=True)
 class SmtpSettings:
     host: str
-    port: int = 25
+    port: int = 587
     sender: str = "todo@localhost"
     username: str | None = None
     password: str | None = None
-    starttls: bool = False
+    #: None: from the port (465 implicit TLS, any other required STARTTLS).
+    security: str | None = None
+    #: CA bundle that verifies the server's certificate (None: the system's CAs).
+    ca_file: str | None = None
+    #: Only a developer's machine may send credentials over a plain connection.
+    allow_plaintext_credentials: bool = False
     default_to: str | None = None
     timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.security is None:
+            object.__setattr__(self, "security", default_smtp_security(self.port))
+        if self.security not in SMTP_SECURITY_MODES:
+            raise ValueError(f"SMTP_SECURITY must be one of {', '.join(SMTP_SECURITY_MODES)}, "
+                             f"not {self.security!r}")
+        if self.security == "none" and self.has_credentials and not self.allow_plaintext_credentials:
+            raise ValueError(
+                "SMTP_USERNAME/SMTP_PASSWORD are set with SMTP_SECURITY=none: the credentials would "
+                "cross the network in clear. Use SMTP_SECURITY=starttls (port 587) or tls (port 465), "
+                "or set DEVELOPMENT_MODE=true on a developer machine."
+            )
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.username or self.password)
 
 
 class ReminderScheduler:
@@ -140,7 +171,10 @@ async def send_reminder_email(smtp: SmtpSettings, recipient: str, event: dict[st
         port=smtp.port,
         username=smtp.username,
         password=smtp.password,
-        start_tls=smtp.starttls,
+        # False, not None: None would fall back to plain text when the server offers no STARTTLS.
+        start_tls=smtp.security == "starttls",
+        use_tls=smtp.security == "tls",
+        cert_bundle=smtp.ca_file,
         timeout=smtp.timeout,
     )
 
