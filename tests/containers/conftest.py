@@ -34,20 +34,15 @@ def external_services(testbed_run, kind_network):
 @pytest.fixture(scope="session")
 def kind_platform(docker_engine, external_services, tmp_path_factory):
     """The platform converged by ``molecule -s kind-local`` up to verify; destroyed at session end."""
-    from containers.kind_platform import converge
+    from containers.kind_platform import KindPlatform, converge, scenario_env
 
     pg, kafka = external_services
     log_dir = tmp_path_factory.mktemp("kind-local")
-    platform = None
+    # The environment (and so the images) is made once: destroy uses it even when converge fails.
+    platform = KindPlatform(scenario_env(docker_engine, pg, kafka, log_dir / "molecule"), log_dir, pg, kafka)
     try:
-        platform = converge(docker_engine, pg, kafka, log_dir)
+        converge(platform)
         yield platform
     finally:
-        if platform is None:
-            from containers.kind_platform import KindPlatform, scenario_env
-
-            # converge failed part way: destroy with the environment it had
-            env = scenario_env(docker_engine, pg, kafka, log_dir / "molecule")
-            platform = KindPlatform(env, log_dir, pg, kafka)
         platform.molecule("destroy")
         print("molecule kind-local timings: " + ", ".join(platform.timings))

@@ -150,14 +150,12 @@ def scenario_env(docker_engine, pg, kafka, ephemeral: Path) -> dict[str, str]:
     return env
 
 
-def converge(docker_engine, pg, kafka, log_dir: Path) -> KindPlatform:
+def converge(platform: KindPlatform) -> None:
     """Run the scenario up to verify; raise with the failing step's log end if a step fails."""
-    platform = KindPlatform(scenario_env(docker_engine, pg, kafka, log_dir / "molecule"), log_dir, pg, kafka)
-    print(f"molecule logs: {log_dir}")
+    print(f"molecule logs: {platform.log_dir}")
     for step in STEPS:
         returncode, output = platform.molecule(step)
         # The recap on success (the whole log is in log_dir), the log's end on failure.
         print(f"--- molecule {step} ({platform.timings[-1]}):\n{output[-(20000 if returncode else 1500):]}")
         if returncode != 0:
             raise AssertionError(f"molecule {step} -s {SCENARIO} failed ({', '.join(platform.timings)})")
-    return platform
