@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import String, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 from todo.common.cloudevents import build_event
-from todo.common.consumer import EventConsumer, EventStatus, PoisonEvent, ProcessedEventMixin
+from todo.common.consumer import DatabaseLedger, EventConsumer, EventStatus, PoisonEvent, ProcessedEventMixin
 from todo.common.dapr import DaprClient
 from todo.common.db import Database, declarative_base
 
@@ -65,27 +65,29 @@ async def _count(db, model, **where) -> int:
 
 
 def _consumer(db, dapr_url: str = "http://127.0.0.1:9") -> EventConsumer:
-    return EventConsumer(db, ProcessedEvent, DaprClient(dapr_url, timeout=2.0), "task-events", "/todo/test")
+    ledger = DatabaseLedger(db, ProcessedEvent, "task-events")
+    return EventConsumer(DaprClient(dapr_url, timeout=2.0), "task-events", "/todo/test", apply, ledger)
 
 
 async def test_event_is_applied_once_however_often_delivered(db):
     consumer = _consumer(db)
     body = _body({"x": 1}, subject="s-once")
-    results = await asyncio.gather(*(consumer.handle(body, apply) for _ in range(4)))
+    results = await asyncio.gather(*(consumer.handle(body) for _ in range(4)))
     assert set(results) == {EventStatus.SUCCESS}
     assert await _count(db, Effect, subject="s-once") == 1
-    assert await consumer.handle(body, apply) is EventStatus.SUCCESS
+    assert await consumer.handle(body) is EventStatus.SUCCESS
     assert await _count(db, Effect, subject="s-once") == 1
 
 
 async def test_transient_failure_asks_for_redelivery_and_records_nothing(db):
     consumer = _consumer(db)
     body = _body("flaky", subject="s-flaky")
-    assert await consumer.handle(body, apply) is EventStatus.RETRY
+    assert await consumer.handle(body) is EventStatus.RETRY
     event_id = orjson.loads(body)["id"]
     assert await _count(db, ProcessedEvent, event_id=event_id) == 0
     # Dapr redelivers; this time the handler succeeds, and the event is recorded with its effect
-    assert await consumer.handle(body, _ok) is EventStatus.SUCCESS
+    consumer.handler = _ok
+    assert await consumer.handle(body) is EventStatus.SUCCESS
     assert await _count(db, ProcessedEvent, event_id=event_id) == 1
     assert await _count(db, Effect, subject="s-flaky") == 1
 
@@ -96,8 +98,8 @@ async def _ok(session, event) -> None:
 
 async def test_poison_without_a_reachable_dlq_is_retried(db):
     consumer = _consumer(db)
-    assert await consumer.handle(b"{not json", apply) is EventStatus.RETRY
-    assert await consumer.handle(_body("poison"), apply) is EventStatus.RETRY
+    assert await consumer.handle(b"{not json") is EventStatus.RETRY
+    assert await consumer.handle(_body("poison")) is EventStatus.RETRY
 
 
 async def test_poison_goes_to_the_dlq_and_is_acknowledged(db, daprd_factory, kafka, tmp_path):
@@ -112,8 +114,8 @@ async def test_poison_goes_to_the_dlq_and_is_acknowledged(db, daprd_factory, kaf
     marker = uuid.uuid4().hex  # the shared Kafka may hold dead letters of other tests
     poison = _body("poison", subject=f"s-poison-{marker}")
     poison_id = orjson.loads(poison)["id"]
-    assert await consumer.handle(poison, apply) is EventStatus.SUCCESS
-    assert await consumer.handle(f"not json {marker}".encode(), apply) is EventStatus.SUCCESS
+    assert await consumer.handle(poison) is EventStatus.SUCCESS
+    assert await consumer.handle(f"not json {marker}".encode()) is EventStatus.SUCCESS
     assert await _count(db, Effect, subject=f"s-poison-{marker}") == 0
 
     reader = Consumer(
@@ -153,7 +155,7 @@ async def test_bulk_redelivery_keeps_each_keys_order(db, daprd_factory, kafka, t
     from testbed.core import free_port
     from testbed.daprd import kafka_pubsub_component
     from testbed.platform import RESILIENCY
-    from todo.common.consumer import Subscription, add_subscriptions
+    from todo.common.consumer import subscribe
 
     topic = f"bulk-order-{uuid.uuid4().hex[:8]}"
     applied: list[tuple[str, int]] = []
@@ -168,10 +170,9 @@ async def test_bulk_redelivery_keeps_each_keys_order(db, daprd_factory, kafka, t
         session.add(Effect(subject=f"{event.subject}:{event.data['version']}"))
         applied.append((event.subject, event.data["version"]))
 
-    consumer = EventConsumer(db, ProcessedEvent, DaprClient("http://127.0.0.1:9"), topic, "/todo/test")
     app = FastAPI()
-    app.add_api_route("/events", consumer.endpoint(record), methods=["POST"])
-    add_subscriptions(app, [Subscription(topic, "/events")])
+    app.state.db, app.state.dapr = db, DaprClient("http://127.0.0.1:9")
+    subscribe(app, topic, record, processed=ProcessedEvent, source="/todo/test")
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     serving = asyncio.create_task(server.serve())

@@ -1,6 +1,7 @@
 """The sync service over a real WebSocket (uvicorn on loopback, the websockets client)."""
 
 import asyncio
+import time
 import uuid
 
 import httpx
@@ -135,19 +136,60 @@ async def test_ping_gets_pong_and_idle_connection_gets_heartbeats(server):
         assert beat["type"] == "heartbeat"
 
 
-async def test_unusable_events_are_dropped_to_the_dead_letter_topic(server):
-    no_user = {
-        "specversion": "1.0",
-        "id": "x",
-        "source": "/t",
-        "type": "com.todo.task.created",
-        "data": {"no": "user"},
-    }
-    r = await post_event(server, no_user)
-    assert r.json() == {"status": "DROP"}
-    async with httpx.AsyncClient(base_url=f"http://{server}") as c:
+@pytest.mark.testbed
+async def test_unusable_events_go_to_the_dead_letter_topic_with_the_reason(daprd_factory, kafka, tmp_path):
+    """Like every consumer, sync publishes poison to ``<topic>-dlq`` itself, reason attached, and
+    acknowledges it; it no longer answers DROP (which left the dead-lettering to Dapr, without a
+    reason, and lost the event when that publish failed)."""
+    from confluent_kafka import Consumer
+    from testbed.daprd import kafka_pubsub_component
+
+    (tmp_path / "pubsub.yaml").write_text(kafka_pubsub_component(kafka.plaintext, consumer_group="syncdlq"))
+    sidecar = daprd_factory("syncdlqtest", None, tmp_path)
+    settings = SyncSettings(jwt_secret=TEST_JWT_SECRET, dapr_ready_check=False, development_mode=True,
+                            dapr_http_port=sidecar.http_port)
+    app = create_app(settings)
+    marker = uuid.uuid4().hex  # the shared Kafka may hold dead letters of other tests
+    no_user = {"specversion": "1.0", "id": f"no-user-{marker}", "source": "/t",
+               "type": "com.todo.task.created", "subject": marker, "data": {"no": "user"}}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sync") as c:
+        r = await c.post("/events/task-events", content=orjson.dumps(no_user | {"topic": "task-events"}))
+        assert r.json() == {"status": "SUCCESS"}
+        r = await c.post("/events/reminders", content=f"not json {marker}".encode())
+        assert r.json() == {"status": "SUCCESS"}
+    await app.state.dapr.aclose()
+
+    reader = Consumer({**kafka.client_config("plaintext"), "group.id": f"t-{marker}",
+                       "auto.offset.reset": "earliest"})
+    reader.subscribe(["task-events-dlq", "reminders-dlq"])
+    found: dict[str, dict] = {}
+
+    def read() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(found) < 2:
+            msg = reader.poll(0.5)
+            if msg is not None and not msg.error() and marker in msg.value().decode():
+                found[msg.topic()] = orjson.loads(msg.value())
+
+    await asyncio.to_thread(read)
+    reader.close()
+    assert found["task-events-dlq"]["id"] == no_user["id"]
+    assert found["task-events-dlq"]["deadletterreason"] == "data.user_id is missing"
+    assert found["reminders-dlq"]["type"] == "com.todo.deadletter"
+
+
+async def test_unusable_events_are_retried_while_the_dead_letter_topic_is_unreachable():
+    settings = SyncSettings(jwt_secret=TEST_JWT_SECRET, dapr_ready_check=False, development_mode=True,
+                            dapr_http_port=9)  # nothing listens: the DLQ publish fails
+    app = create_app(settings)
+    no_user = {"specversion": "1.0", "id": "x", "source": "/t", "type": "com.todo.task.created",
+               "data": {"no": "user"}}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sync") as c:
+        r = await c.post("/events/task-events", content=orjson.dumps(no_user))
+        assert r.status_code == 503 and r.json() == {"status": "RETRY"}
         r = await c.post("/events/task-events", content=b"{not json")
-    assert r.json() == {"status": "DROP"}
+        assert r.json() == {"status": "RETRY"}
+    await app.state.dapr.aclose()
 
 
 async def test_subscribes_to_both_topics_with_dead_letter_topics(server):

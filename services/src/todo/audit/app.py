@@ -6,21 +6,19 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query
+from fastapi import APIRouter, FastAPI, Query
 
 from todo.audit.handlers import AUDITED_TYPES, audit_task_event
 from todo.audit.store import AuditQuery, BadCursor, ProcessedEvent, full_type, query
 from todo.common.app import create_service_app
-from todo.common.auth import CurrentUser, require_app_token
+from todo.common.auth import CurrentUser
 from todo.common.cloudevents import TOPIC_TASK_EVENTS
-from todo.common.consumer import EventConsumer, Subscription, add_subscriptions
+from todo.common.consumer import subscribe
 from todo.common.db import Session
 from todo.common.errors import ProblemError, problem_responses
 from todo.common.settings import ServiceSettings
 
 SERVICE = "audit"
-SOURCE = "/todo/audit"
-EVENTS_ROUTE = "/events/task-events"
 
 router = APIRouter(tags=["audit"])
 
@@ -72,11 +70,6 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         description="Records every task event exactly once; serves each user's own audit trail.",
         routers=[router],
     )
-    consumer = EventConsumer(app.state.db, ProcessedEvent, app.state.dapr, TOPIC_TASK_EVENTS, SOURCE)
-    # When APP_API_TOKEN is set, only the sidecar (which sends it as dapr-api-token) may deliver events.
-    guard = [Depends(require_app_token)] if settings.app_api_token else []
-    app.add_api_route(EVENTS_ROUTE, consumer.endpoint(audit_task_event), methods=["POST"],
-                      include_in_schema=False, dependencies=guard)
-    add_subscriptions(app, [Subscription(TOPIC_TASK_EVENTS, EVENTS_ROUTE)])
+    subscribe(app, TOPIC_TASK_EVENTS, audit_task_event, processed=ProcessedEvent)
     return app
 

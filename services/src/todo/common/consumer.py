@@ -8,12 +8,14 @@ one partition in one request, and the app answers a status per entry (``deliver_
 handled one after the other, in partition order; once an entry of a partition key asks for a retry,
 the later entries of that key in the same request are not handled and ask for a retry too, so a
 redelivery cannot put a task's events out of order. A single (non-bulk) delivery is accepted as well.
+A bulk and a single delivery go through the same core (``EventConsumer._apply``); a service wires a
+subscription with one call, ``subscribe(app, topic, handler, processed=..., event_types=...)``.
 
 Outcomes (Dapr's subscriber contract):
 - SUCCESS (HTTP 200 ``{"status": "SUCCESS"}``): handled, a duplicate, or poison moved to ``<topic>-dlq``.
 - RETRY (HTTP 503 ``{"status": "RETRY"}``): a transient failure; Dapr redelivers (resiliency policy).
-- DROP (HTTP 200 ``{"status": "DROP"}``): Dapr drops the message (to its own dead-letter topic if one
-  is configured on the subscription); used only when even the DLQ publish is impossible to attempt.
+- DROP (HTTP 200 ``{"status": "DROP"}``): Dapr drops the message (to its own dead-letter topic, without
+  a reason and without a retry if that publish fails); the services never answer it.
 """
 
 from __future__ import annotations
@@ -21,19 +23,21 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import DateTime, String, func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from todo.common.auth import require_app_token
 from todo.common.cloudevents import CloudEvent, InvalidEvent, build_event, dead_letter_topic, parse_event
 from todo.common.context import bind, bind_event
 from todo.common.dapr import PUBSUB_NAME, DaprClient
@@ -63,26 +67,65 @@ class ProcessedEventMixin:
     processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-#: A handler applies one event inside the given transaction. It may return an async callable that
-#: runs after the commit (e.g. a WebSocket push); its failures are logged, not retried.
-Handler = Callable[[AsyncSession, CloudEvent], Awaitable[Callable[[], Awaitable[None]] | None]]
+AfterCommit = Callable[[], Awaitable[None]]
+#: A handler applies one event inside the ledger's transaction (``session`` is None for a ledger
+#: without a database). It may return an async callable that runs after the commit (e.g. a WebSocket
+#: push); its failures are logged, not retried.
+Handler = Callable[[Any, CloudEvent], Awaitable[AfterCommit | None]]
+
+
+class Skipped(Exception):  # noqa: N818 - an outcome, not an error
+    """Raise from a handler to acknowledge an event without applying it; counted under ``label``."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__(label)
+        self.label = label
+
+
+class Ledger(Protocol):
+    """Where a consumer records the ids of the events it has applied."""
+
+    def transaction(self) -> AbstractAsyncContextManager[Any]: ...
+
+    async def claim(self, session: Any, events: list[CloudEvent]) -> set[str]:
+        """Record the events' ids in the transaction; return the ids not recorded before."""
+        ...
+
+
+@dataclass(frozen=True)
+class DatabaseLedger:
+    """The processed ids in the service's own table, in the same transaction as the handler's effect."""
+
+    db: Database
+    model: type[ProcessedEventMixin]
+    topic: str
+
+    def transaction(self) -> AbstractAsyncContextManager[AsyncSession]:
+        return self.db.transaction()
+
+    async def claim(self, session: AsyncSession, events: list[CloudEvent]) -> set[str]:
+        rows = [{"event_id": e.id, "topic": self.topic, "event_type": e.type} for e in events]
+        statement = insert(self.model).values(rows).on_conflict_do_nothing().returning(self.model.event_id)
+        return set((await session.execute(statement)).scalars())
 
 
 @dataclass
 class EventConsumer:
-    db: Database
-    processed_model: type[ProcessedEventMixin]
+    """One subscription's consumer: every delivered event, alone or in a bulk, goes through
+    ``_apply`` (processed ids claimed, context bound, handler run, metrics counted)."""
+
     dapr: DaprClient
     topic: str
     source: str  # this service's CloudEvents source, e.g. "/todo/audit" (used for DLQ wrappers)
+    handler: Handler
+    ledger: Ledger
 
-    #: Event types the handler acts on; others are acknowledged without touching the database.
+    #: Event types the handler acts on; others are acknowledged without touching the ledger.
     #: ``None``: every type.
     event_types: frozenset[str] | None = None
 
-    async def handle(self, body: bytes | str | dict[str, Any], handler: Handler) -> EventStatus:
+    async def handle(self, body: bytes | str | dict[str, Any]) -> EventStatus:
         """Apply one delivered event (its JSON text, or already decoded) exactly once."""
-        start = time.perf_counter()
         if isinstance(body, dict):
             raw: Any = body
         else:
@@ -94,29 +137,9 @@ class EventConsumer:
             event = parse_event(raw)
         except InvalidEvent as exc:
             return await self._poison(None, raw, str(exc))
-        bind_event(event)
-        bind(event_id=event.id, event_type=event.type)
-        if event.subject:
-            bind(task_id=event.subject)
-        if self._ignores(event):
-            EVENTS_CONSUMED.labels(self.topic, event.type, "ignored").inc()
-            return EventStatus.SUCCESS
-        after_commit = None
+        _bind(event)
         try:
-            async with self.db.transaction() as session:
-                inserted = (
-                    await session.execute(
-                        insert(self.processed_model)
-                        .values(event_id=event.id, topic=self.topic, event_type=event.type)
-                        .on_conflict_do_nothing()
-                        .returning(self.processed_model.event_id)
-                    )
-                ).first()
-                if inserted is None:
-                    EVENTS_CONSUMED.labels(self.topic, event.type, "duplicate").inc()
-                    _log.info("duplicate event ignored")
-                    return EventStatus.SUCCESS
-                after_commit = await handler(session, event)
+            await self._apply([event])
         except PoisonEvent as exc:
             return await self._poison(event, raw, str(exc))
         except ArithmeticError as exc:
@@ -126,84 +149,70 @@ class EventConsumer:
             EVENTS_CONSUMED.labels(self.topic, event.type, "failed").inc()
             _log.warning("event handling failed; Dapr will redeliver", error=f"{type(exc).__name__}: {exc}")
             return EventStatus.RETRY
-        self._count_processed(event, time.perf_counter() - start, datetime.now(UTC))
-        await _run_after_commit([after_commit] if after_commit is not None else [])
         return EventStatus.SUCCESS
 
-    async def handle_all(self, bodies: list[Any], handler: Handler) -> list[EventStatus] | None:
+    async def handle_all(self, bodies: list[Any]) -> list[EventStatus] | None:
         """Apply the events of one bulk delivery in ONE transaction (their processed ids in one
         statement), in order. This is the fast path: per-event transactions cost round trips and
         session work that dominate a consumer's CPU. Returns None, having changed nothing, when an
         event does not parse or any handler fails: the caller then handles them one by one
         (``handle``), which gives each its own outcome (poison to the DLQ, retry, ...)."""
-        start = time.perf_counter()
-        events: list[CloudEvent] = []
-        for body in bodies:
-            if not isinstance(body, dict):
-                return None
-            try:
-                events.append(parse_event(body))
-            except InvalidEvent:
-                return None
-        wanted = [e for e in events if not self._ignores(e)]
-        after_commit: list[Callable[[], Awaitable[None]]] = []
-        applied: list[CloudEvent] = []
-        if wanted:
-            try:
-                async with self.db.transaction() as session:
-                    new_ids = set(
-                        (
-                            await session.execute(
-                                insert(self.processed_model)
-                                .values(
-                                    [
-                                        {"event_id": e.id, "topic": self.topic, "event_type": e.type}
-                                        for e in wanted
-                                    ]
-                                )
-                                .on_conflict_do_nothing()
-                                .returning(self.processed_model.event_id)
-                            )
-                        ).scalars()
-                    )
-                    for event in wanted:
-                        if event.id not in new_ids:
-                            continue  # processed before, or earlier in this delivery
-                        new_ids.discard(event.id)
-                        bind_event(event)
-                        bind(event_id=event.id, event_type=event.type)
-                        if event.subject:
-                            bind(task_id=event.subject)
-                        action = await handler(session, event)
-                        applied.append(event)
-                        if action is not None:
-                            after_commit.append(action)
-            except Exception as exc:  # any failure: nothing was committed; one by one decides
-                _log.info("bulk delivery handled one event at a time", reason=f"{type(exc).__name__}: {exc}")
-                return None
-        elapsed = time.perf_counter() - start
-        applied_ids = {id(e) for e in applied}
-        now = datetime.now(UTC)
-        for event in events:
-            if self._ignores(event):
-                EVENTS_CONSUMED.labels(self.topic, event.type, "ignored").inc()
-            elif id(event) in applied_ids:
-                self._count_processed(event, elapsed, now)
-            else:
-                EVENTS_CONSUMED.labels(self.topic, event.type, "duplicate").inc()
-        await _run_after_commit(after_commit)
+        try:
+            events = [parse_event(body) for body in bodies if isinstance(body, dict)]
+        except InvalidEvent:
+            return None
+        if len(events) != len(bodies):
+            return None
+        try:
+            await self._apply(events)
+        except Exception as exc:  # any failure: nothing was committed; one by one decides
+            _log.info("bulk delivery handled one event at a time", reason=f"{type(exc).__name__}: {exc}")
+            return None
         return [EventStatus.SUCCESS] * len(events)
+
+    async def _apply(self, events: list[CloudEvent]) -> None:
+        """Apply ``events`` in one transaction of the ledger, each at most once, then count them
+        and run their after-commit actions. Raises what a handler raised (nothing committed)."""
+        start = time.perf_counter()
+        wanted = [e for e in events if not self._ignores(e)]
+        outcomes: dict[int, str] = {}
+        after_commit: list[AfterCommit] = []
+        if wanted:
+            async with self.ledger.transaction() as session:
+                new_ids = await self.ledger.claim(session, wanted)
+                for event in wanted:
+                    if event.id not in new_ids:
+                        continue  # processed before, or earlier in this delivery
+                    new_ids.discard(event.id)
+                    _bind(event)
+                    try:
+                        action = await self.handler(session, event)
+                    except Skipped as skipped:
+                        outcomes[id(event)] = skipped.label
+                        continue
+                    outcomes[id(event)] = "processed"
+                    if action is not None:
+                        after_commit.append(action)
+        self._count(events, outcomes, time.perf_counter() - start)
+        await _run_after_commit(after_commit)
 
     def _ignores(self, event: CloudEvent) -> bool:
         return self.event_types is not None and event.type not in self.event_types
 
-    def _count_processed(self, event: CloudEvent, elapsed: float, now: datetime) -> None:
-        EVENTS_CONSUMED.labels(self.topic, event.type, "processed").inc()
-        EVENT_PROCESSING.labels(self.topic, event.type).observe(elapsed)
-        if event.time is not None:
-            EVENT_END_TO_END.labels(self.topic, event.type).observe(
-                max(0.0, (now - event.time).total_seconds())
-            )
+    def _count(self, events: list[CloudEvent], outcomes: dict[int, str], elapsed: float) -> None:
+        now = datetime.now(UTC)
+        for event in events:
+            outcome = "ignored" if self._ignores(event) else outcomes.get(id(event), "duplicate")
+            EVENTS_CONSUMED.labels(self.topic, event.type, outcome).inc()
+            if outcome == "duplicate" and len(events) == 1:
+                _log.info("duplicate event ignored")
+            if outcome != "processed":
+                continue
+            EVENT_PROCESSING.labels(self.topic, event.type).observe(elapsed)
+            if event.time is not None:
+                EVENT_END_TO_END.labels(self.topic, event.type).observe(
+                    max(0.0, (now - event.time).total_seconds())
+                )
 
     async def _poison(self, event: CloudEvent | None, raw: Any, reason: str) -> EventStatus:
         event_type = event.type if event else "unknown"
@@ -234,17 +243,17 @@ class EventConsumer:
         _log.warning("poison event dead-lettered", reason=reason, dlq=dlq)
         return EventStatus.SUCCESS
 
-    def endpoint(self, handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
-        """A FastAPI endpoint for the subscription route: ``app.post("/events/task-events")(...)``."""
+    async def receive(self, request: Request) -> JSONResponse:
+        """The subscription route's endpoint: one Dapr delivery, bulk or single."""
+        return await deliver_each(await request.body(), self.handle, self.handle_all)
 
-        async def receive_event(request: Request) -> JSONResponse:
-            return await deliver_each(
-                await request.body(),
-                lambda event: self.handle(event, handler),
-                lambda events: self.handle_all(events, handler),
-            )
 
-        return receive_event
+def _bind(event: CloudEvent) -> None:
+    """The log context of one event: its request and trace ids, its id, type and task."""
+    bind_event(event)
+    bind(event_id=event.id, event_type=event.type)
+    if event.subject:
+        bind(task_id=event.subject)
 
 
 async def _run_after_commit(actions: list[Callable[[], Awaitable[None]]]) -> None:
@@ -322,41 +331,68 @@ def _entry_key(entry: dict[str, Any]) -> str | None:
     return subject if isinstance(subject, str) and subject else None
 
 
-@dataclass(frozen=True)
-class Subscription:
-    topic: str
-    route: str
-    pubsub: str = PUBSUB_NAME
-    dead_letter_topic: str | None = None  # Dapr's own DLQ after its retries; defaults to <topic>-dlq
-    bulk: bool = True  # Dapr's bulk subscribe; the route must answer with ``deliver_each``
+def subscribe(
+    app: FastAPI,
+    topic: str,
+    handler: Handler,
+    *,
+    processed: type[ProcessedEventMixin] | Ledger,
+    event_types: frozenset[str] | None = None,
+    source: str | None = None,
+) -> EventConsumer:
+    """Consume ``topic`` with ``handler``: ``POST /events/<topic>`` (Dapr's bulk subscribe, open only
+    to the sidecar when APP_API_TOKEN is set) and an entry in ``GET /dapr/subscribe`` with the
+    topic's dead-letter topic. ``processed`` is the service's processed-events table (or another
+    ledger); ``source`` defaults to ``/todo/<service>``."""
+    ledger = DatabaseLedger(app.state.db, processed, topic) if isinstance(processed, type) else processed
+    consumer = EventConsumer(
+        app.state.dapr,
+        topic,
+        source or f"/todo/{app.state.service}",
+        handler,
+        ledger,
+        event_types,
+    )
+    route = f"/events/{topic}"
+    settings = getattr(app.state, "settings", None)
+    guard = [Depends(require_app_token)] if settings is not None and settings.app_api_token else []
+    app.add_api_route(
+        route,
+        consumer.receive,
+        methods=["POST"],
+        include_in_schema=False,
+        dependencies=guard,
+        name=f"receive_{topic}",
+    )
+    _subscriptions(app).append(_subscription_entry(topic, route))
+    return consumer
 
 
-def add_subscriptions(app: FastAPI, subscriptions: list[Subscription]) -> None:
-    """Serve Dapr's programmatic ``GET /dapr/subscribe``."""
-    body = [
-        {
-            "pubsubname": s.pubsub,
-            "topic": s.topic,
-            "route": s.route,
-            "deadLetterTopic": s.dead_letter_topic or dead_letter_topic(s.topic),
-            **(
-                {
-                    "bulkSubscribe": {
-                        "enabled": True,
-                        "maxMessagesCount": BULK_MAX_MESSAGES,
-                        "maxAwaitDurationMs": BULK_MAX_AWAIT_MS,
-                    }
-                }
-                if s.bulk
-                else {}
-            ),
-        }
-        for s in subscriptions
-    ]
+def _subscription_entry(topic: str, route: str) -> dict[str, Any]:
+    return {
+        "pubsubname": PUBSUB_NAME,
+        "topic": topic,
+        "route": route,
+        "deadLetterTopic": dead_letter_topic(topic),
+        "bulkSubscribe": {
+            "enabled": True,
+            "maxMessagesCount": BULK_MAX_MESSAGES,
+            "maxAwaitDurationMs": BULK_MAX_AWAIT_MS,
+        },
+    }
 
-    @app.get("/dapr/subscribe", include_in_schema=False)
-    async def dapr_subscribe() -> list[dict[str, Any]]:
-        return body
+
+def _subscriptions(app: FastAPI) -> list[dict[str, Any]]:
+    """The app's programmatic subscriptions, served by ``GET /dapr/subscribe`` (added once)."""
+    entries: list[dict[str, Any]] | None = getattr(app.state, "dapr_subscriptions", None)
+    if entries is None:
+        entries = app.state.dapr_subscriptions = []
+
+        @app.get("/dapr/subscribe", include_in_schema=False)
+        async def dapr_subscribe() -> list[dict[str, Any]]:
+            return entries
+
+    return entries
 
 
 def new_event_id() -> str:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from pydantic import SecretStr
 
 from todo.common.app import create_service_app
-from todo.common.auth import require_app_token
 from todo.common.cloudevents import TOPIC_TASK_EVENTS
-from todo.common.consumer import EventConsumer, Subscription, add_subscriptions
+from todo.common.consumer import subscribe
 from todo.common.outbox import OutboxRelay
 from todo.common.settings import ServiceSettings
 from todo.notification.handlers import move_reminder
@@ -18,8 +17,6 @@ from todo.notification.scheduler import ReminderScheduler, SmtpSettings
 from todo.notification.store import ProcessedEvent, ReminderOutbox
 
 SERVICE = "notification"
-SOURCE = "/todo/notification"
-EVENTS_ROUTE = "/events/task-events"
 
 
 class NotificationSettings(ServiceSettings):
@@ -82,9 +79,5 @@ def create_app(settings: NotificationSettings | None = None) -> FastAPI:
     app.state.scheduler = ReminderScheduler(
         app.state.db, app.state.relay, poll_interval=settings.reminder_poll_seconds, smtp=settings.smtp()
     )
-    consumer = EventConsumer(app.state.db, ProcessedEvent, app.state.dapr, TOPIC_TASK_EVENTS, SOURCE)
-    guard = [Depends(require_app_token)] if settings.app_api_token else []
-    app.add_api_route(EVENTS_ROUTE, consumer.endpoint(move_reminder), methods=["POST"],
-                      include_in_schema=False, dependencies=guard)
-    add_subscriptions(app, [Subscription(TOPIC_TASK_EVENTS, EVENTS_ROUTE)])
+    subscribe(app, TOPIC_TASK_EVENTS, move_reminder, processed=ProcessedEvent)
     return app

@@ -10,27 +10,17 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-from fastapi import Depends, FastAPI, Request, WebSocket
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, WebSocket
 from pydantic import Field
 
 from todo.common.app import create_service_app
-from todo.common.auth import jwt_keys_of, require_app_token, verified_token
-from todo.common.cloudevents import (
-    REMINDER_DUE,
-    TOPIC_REMINDERS,
-    TOPIC_TASK_EVENTS,
-    InvalidEvent,
-    parse_event,
-)
-from todo.common.consumer import EventStatus, Subscription, add_subscriptions, deliver_each
-from todo.common.context import bind, bind_event
+from todo.common.auth import jwt_keys_of, verified_token
+from todo.common.cloudevents import REMINDER_DUE, TOPIC_REMINDERS, TOPIC_TASK_EVENTS, CloudEvent
+from todo.common.consumer import AfterCommit, PoisonEvent, Skipped, subscribe
+from todo.common.context import bind
 from todo.common.errors import ProblemError
 from todo.common.logging import get_logger
 from todo.common.metrics import (
-    EVENT_END_TO_END,
-    EVENT_PROCESSING,
     EVENTS_CONSUMED,
     WEBSOCKET_CONNECTIONS,
     WEBSOCKET_DELIVERY,
@@ -38,7 +28,7 @@ from todo.common.metrics import (
     WEBSOCKET_MESSAGES_SENT,
 )
 from todo.common.settings import ServiceSettings
-from todo.sync.events import KNOWN_TYPES, RecentIds, UnroutableEvent, client_message
+from todo.sync.events import KNOWN_TYPES, RecentIds, RecentIdsLedger, UnroutableEvent, client_message
 from todo.sync.hub import Hub, Outgoing
 
 SERVICE = "sync"
@@ -97,7 +87,6 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
         heartbeat_interval=settings.ws_heartbeat_seconds,
         observer=HubMetrics(),
     )
-    recent = RecentIds()
     max_age = settings.ws_max_event_age_seconds
     for event_type in KNOWN_TYPES:
         # The stale series exist from start-up (value 0), so an alert sees them before the first drop.
@@ -164,63 +153,27 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
-    async def receive_event(request: Request) -> JSONResponse:
-        return await deliver_each(await request.body(), deliver)
-
-    async def deliver(body: bytes | str | dict[str, Any]) -> EventStatus:
-        start = time.perf_counter()
-        try:
-            event = parse_event(body if isinstance(body, dict) else orjson.loads(body))
-        except (orjson.JSONDecodeError, InvalidEvent) as exc:
-            EVENTS_CONSUMED.labels("unknown", "unknown", "poison").inc()
-            _log.warning("unusable event dropped to the dead-letter topic", error=str(exc))
-            return EventStatus.DROP
-        topic = event.topic or "unknown"
-        bind_event(event)
-        bind(event_id=event.id, event_type=event.type)
+    async def push(_claimed: object, event: CloudEvent) -> AfterCommit:
         if event.type not in KNOWN_TYPES:
-            EVENTS_CONSUMED.labels(topic, event.type, "poison").inc()
-            return EventStatus.DROP
+            raise PoisonEvent(f"unknown event type {event.type}")
         try:
             user_id, message = client_message(event)
         except UnroutableEvent as exc:
-            EVENTS_CONSUMED.labels(topic, event.type, "poison").inc()
-            _log.warning("unroutable event dropped to the dead-letter topic", error=str(exc))
-            return EventStatus.DROP
+            raise PoisonEvent(str(exc)) from None
         age = (datetime.now(UTC) - event.time).total_seconds() if event.time else None
         if age is not None and age > max_age:
             # Acknowledged, not pushed: redelivering it would only make it older.
-            EVENTS_CONSUMED.labels(topic, event.type, "stale").inc()
             _log.info("stale event dropped", age_seconds=round(age, 3), max_age_seconds=max_age)
-            return EventStatus.SUCCESS
-        if recent.seen(event.id):
-            EVENTS_CONSUMED.labels(topic, event.type, "duplicate").inc()
-            return EventStatus.SUCCESS
-        hub.publish(user_id, message["type"], message, age_at_enqueue=age)
-        EVENTS_CONSUMED.labels(topic, event.type, "processed").inc()
-        EVENT_PROCESSING.labels(topic, event.type).observe(time.perf_counter() - start)
-        if age is not None:
-            EVENT_END_TO_END.labels(topic, event.type).observe(max(0.0, age))
-        return EventStatus.SUCCESS
+            raise Skipped("stale")
 
-    guard = [Depends(require_app_token)] if settings.app_api_token else []
+        async def send() -> None:
+            hub.publish(user_id, message["type"], message, age_at_enqueue=age)
+
+        return send
+
+    ledger = RecentIdsLedger(RecentIds())
     for topic in (TOPIC_TASK_EVENTS, TOPIC_REMINDERS):
-        app.add_api_route(
-            f"/events/{topic}",
-            receive_event,
-            methods=["POST"],
-            include_in_schema=False,
-            dependencies=guard,
-            name=f"receive_{topic}",
-        )
-    add_subscriptions(
-        app,
-        [
-            Subscription(TOPIC_TASK_EVENTS, f"/events/{TOPIC_TASK_EVENTS}"),
-            Subscription(TOPIC_REMINDERS, f"/events/{TOPIC_REMINDERS}"),
-        ],
-    )
-    app.state.deliver = deliver
+        subscribe(app, topic, push, processed=ledger)
     return app
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from todo.common.cloudevents import REMINDER_DUE, TASK_EVENT_TYPES, CloudEvent, rfc3339
@@ -58,3 +60,30 @@ class RecentIds:
         if len(self._ids) > self.size:
             self._ids.popitem(last=False)
         return False
+
+    def forget(self, event_ids: list[str]) -> None:
+        for event_id in event_ids:
+            self._ids.pop(event_id, None)
+
+
+class RecentIdsLedger:
+    """The sync service's ledger (``todo.common.consumer.Ledger``): pushes are not transactional, so
+    the events of this replica's recent pushes stand in for a processed-events table. A delivery
+    that fails forgets the ids it claimed, so its one-by-one retry still pushes them."""
+
+    def __init__(self, recent: RecentIds) -> None:
+        self.recent = recent
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[list[str]]:
+        claimed: list[str] = []
+        try:
+            yield claimed
+        except BaseException:
+            self.recent.forget(claimed)
+            raise
+
+    async def claim(self, claimed: list[str], events: list[CloudEvent]) -> set[str]:
+        new = {e.id for e in events if not self.recent.seen(e.id)}
+        claimed.extend(new)
+        return new
