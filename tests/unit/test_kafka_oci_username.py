@@ -15,6 +15,7 @@ from ansible_collections.todo.platform.plugins.module_utils.dapr_pubsub import b
 
 ROOT = Path(__file__).resolve().parents[2]
 POOL = "ocid1.streampool.oc1.eu-frankfurt-1.amaaaaexample"
+BOOTSTRAP = ["cell-1.streaming.eu-frankfurt-1.oci.oraclecloud.com:9092"]
 PLAYBOOK = """
 - name: Render the kafka role's connection settings
   hosts: localhost
@@ -30,7 +31,7 @@ PLAYBOOK = """
     - name: Write the OCI Streaming user names
       ansible.builtin.copy:
         content: >-
-          {{{{ [_kafka_connections.oci_streaming.sasl_username,
+          {{{{ [_kafka_connection.sasl_username,
                 monitoring_kafka_username | trim] | to_json }}}}
         dest: {out}
         mode: "0600"
@@ -48,7 +49,10 @@ def role_usernames(tmp_path: Path, section: dict) -> list[str]:
         )
     )
     extra = tmp_path / "extra.json"
-    extra.write_text(json.dumps({"kafka_oci_streaming": section, "kafka_provider": "oci_streaming"}))
+    section = dict(section, bootstrap_servers=BOOTSTRAP, auth_token="token")
+    settings = {"kafka_oci_streaming": section, "kafka_provider": "oci_streaming"}
+    settings.update({f"kafka_{other}": {} for other in ("azure_event_hubs", "confluent_cloud", "external")})
+    extra.write_text(json.dumps(settings))
     result = subprocess.run(
         [str(Path(sys.executable).with_name("ansible-playbook")), str(playbook), "-e", f"@{extra}"],
         capture_output=True,
@@ -63,7 +67,7 @@ def role_usernames(tmp_path: Path, section: dict) -> list[str]:
 def component_username(section: dict) -> str:
     section = dict(
         section,
-        bootstrap_servers=["cell-1.streaming.eu-frankfurt-1.oci.oraclecloud.com:9092"],
+        bootstrap_servers=BOOTSTRAP,
         auth_token="token",
     )
     r = build_resources(

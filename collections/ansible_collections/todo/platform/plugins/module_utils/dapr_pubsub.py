@@ -1,7 +1,8 @@
 # Copyright: Todo Platform developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Pure logic of todo.platform.dapr_kafka_pubsub: provider rules and the builders of the
-Dapr pubsub.kafka Component and of the Secret it references.
+"""Pure logic of todo.platform.dapr_kafka_pubsub: the builders of the Dapr pubsub.kafka
+Component and of the Secret it references. The connection (brokers, credentials, TLS) comes
+from providers.resolve_connection; what is here is Dapr's metadata and its per-provider tuning.
 
 Nothing here talks to a network; every rule raises SettingError naming the setting to fix,
 so the module (and the unit tests) can turn it into one clear fail_json message.
@@ -12,18 +13,11 @@ from __future__ import annotations
 import base64
 import re
 
-PROVIDERS = ("strimzi", "redpanda", "oci_streaming", "azure_event_hubs", "confluent_cloud", "external")
-IN_CLUSTER = ("strimzi", "redpanda")
-CLOUD = ("oci_streaming", "azure_event_hubs", "confluent_cloud")
-
-PROVIDER_TITLES = {
-    "strimzi": "Strimzi (in-cluster Kafka)",
-    "redpanda": "Redpanda (in-cluster)",
-    "oci_streaming": "OCI Streaming",
-    "azure_event_hubs": "Azure Event Hubs",
-    "confluent_cloud": "Confluent Cloud",
-    "external": "an external Kafka",
-}
+from ansible_collections.todo.platform.plugins.module_utils.providers import (
+    PROVIDER_TITLES,
+    SettingError,
+    resolve_connection,
+)
 
 # Kafka protocol version sarama announces. Kafka 4.x brokers (Strimzi today) dropped the
 # request versions older than Kafka 2.1, so in-cluster brokers get a modern value. Event Hubs
@@ -47,11 +41,10 @@ MAX_MESSAGE_BYTES_LIMIT = {
 # that the Dapr docs' examples show (the default is sarama's 1,000,000 when unset).
 MIN_MAX_MESSAGE_BYTES = 65536
 
-EVENT_HUBS_TIERS = ("basic", "standard", "premium", "dedicated")
-EVENT_HUBS_MAX_TOPICS = {"standard": 10, "premium": 100, "dedicated": 1000}
 EVENT_HUBS_IDLE_SECONDS = 240
 
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+INITIAL_OFFSETS = ("oldest", "newest")
 
 SECRET_KEY_PASSWORD = "saslPassword"
 SECRET_KEY_CA = "caCert"
@@ -81,52 +74,9 @@ MANAGED_METADATA = frozenset(
     }
 )
 
-_HOST_PORT = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+):(?P<port>[0-9]{1,5})$")
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_EH_NAMESPACE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{4,48}[A-Za-z0-9]$")
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h)$")
-_PEM_CERT = "-----BEGIN CERTIFICATE-----"
-
-
-class SettingError(ValueError):
-    """A setting that cannot work; ``setting`` names the module option to fix."""
-
-    def __init__(self, setting, message):
-        super().__init__(f"{setting}: {message}")
-        self.setting = setting
-        self.message = message
-
-
-# ---------------------------------------------------------------- small validators
-
-
-def parse_brokers(value, setting="brokers"):
-    """Accept a list or a comma-separated string of host:port; return a clean list."""
-    if value is None:
-        return []
-    items = value.split(",") if isinstance(value, str) else list(value)
-    brokers = []
-    for item in items:
-        item = str(item).strip()
-        if not item:
-            continue
-        m = _HOST_PORT.match(item)
-        if not m:
-            raise SettingError(setting, f"'{item}' is not host:port (for example kafka-0.kafka:9092)")
-        port = int(m.group("port"))
-        if not 0 < port < 65536:
-            raise SettingError(setting, f"port {port} of '{item}' is out of range 1-65535")
-        brokers.append(item)
-    return brokers
-
-
-def broker_port(broker):
-    return int(broker.rsplit(":", 1)[1])
-
-
-def broker_host(broker):
-    return broker.rsplit(":", 1)[0].strip("[]")
 
 
 def parse_version(value, setting="version"):
@@ -145,285 +95,6 @@ def duration_seconds(value, setting):
     return number * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
 
 
-def validate_ca_pem(pem, setting="tls_ca_cert"):
-    if not pem or _PEM_CERT not in pem:
-        raise SettingError(
-            setting, "expected a PEM certificate (-----BEGIN CERTIFICATE-----) or a path to one"
-        )
-    return pem if pem.endswith("\n") else pem + "\n"
-
-
-def _require(value, setting, why):
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise SettingError(setting, f"is required {why}")
-    return value.strip() if isinstance(value, str) else value
-
-
-def _forbid(value, setting, why):
-    if value not in (None, "", [], {}):
-        raise SettingError(setting, f"must not be set {why}")
-
-
-# ---------------------------------------------------------------- connection per provider
-
-
-def resolve_connection(p):
-    """Turn the provider settings into one connection description.
-
-    Returns dict(brokers, auth ('none'|'scram'|'plain'), username, password, mechanism,
-    tls (bool), ca_pem, skip_verify, warnings).
-    """
-    provider = p.get("provider")
-    if provider not in PROVIDERS:
-        raise SettingError("provider", "must be one of {}, got {!r}".format(", ".join(PROVIDERS), provider))
-    warnings = []
-    conn = dict(warnings=warnings, skip_verify=bool(p.get("tls_skip_verify")), ca_pem=None)
-    auth = p.get("auth")
-    tls = p.get("tls")
-    title = PROVIDER_TITLES[provider]
-
-    if provider in CLOUD:
-        for key in ("brokers", "sasl_username", "sasl_password"):
-            _forbid(p.get(key), key, f"for {title}; use the {provider} settings")
-        if auth not in (None, "plain"):
-            raise SettingError("auth", f"{title} only accepts SASL/PLAIN (auth: plain), got {auth!r}")
-        if tls is False:
-            raise SettingError("tls", f"{title} only accepts TLS connections (SASL_SSL); remove tls: false")
-        if conn["skip_verify"]:
-            raise SettingError(
-                "tls_skip_verify",
-                f"{title} presents a publicly trusted certificate; do not skip verification",
-            )
-        conn.update(auth="plain", tls=True, mechanism=None)
-        section = p.get(provider) or {}
-        if not section:
-            raise SettingError(provider, f"is required when provider is {provider}")
-        if provider == "oci_streaming":
-            conn.update(_oci(section))
-        elif provider == "azure_event_hubs":
-            conn.update(_event_hubs(section, p))
-        else:
-            conn.update(_confluent(section))
-        if p.get("tls_ca_cert"):
-            conn["ca_pem"] = validate_ca_pem(p["tls_ca_cert"])
-    else:
-        for other in CLOUD:
-            _forbid(p.get(other), other, f"when provider is {provider}")
-        brokers = parse_brokers(p.get("brokers"))
-        if not brokers:
-            raise SettingError("brokers", f"is required for {title} (host:port of the bootstrap service)")
-        auth = auth or "none"
-        allowed = ("none", "scram") if provider in IN_CLUSTER else ("none", "scram", "plain")
-        if auth not in allowed:
-            raise SettingError(
-                "auth",
-                "{} supports {}; {!r} is not one of them".format(title, " or ".join(allowed), auth),
-            )
-        tls = bool(tls)
-        username, password = p.get("sasl_username"), p.get("sasl_password")
-        mechanism = None
-        if auth == "none":
-            _forbid(username, "sasl_username", "with auth: none")
-            _forbid(password, "sasl_password", "with auth: none")
-        else:
-            username = _require(username, "sasl_username", f"with auth: {auth}")
-            password = _require(password, "sasl_password", f"with auth: {auth}")
-            if auth == "scram":
-                mechanism = p.get("scram_mechanism") or "SHA-512"
-                if mechanism not in ("SHA-512", "SHA-256"):
-                    raise SettingError("scram_mechanism", f"must be SHA-512 or SHA-256, got {mechanism!r}")
-            elif not tls:
-                raise SettingError(
-                    "tls", "auth: plain sends the password in clear text; set tls: true (SASL_SSL)"
-                )
-        ca_pem = p.get("tls_ca_cert")
-        if ca_pem and not tls:
-            raise SettingError("tls_ca_cert", "is only used with tls: true")
-        if conn["skip_verify"] and not tls:
-            raise SettingError("tls_skip_verify", "is only used with tls: true")
-        if ca_pem:
-            ca_pem = validate_ca_pem(ca_pem)
-        if tls and auth == "none" and not ca_pem:
-            raise SettingError(
-                "tls_ca_cert",
-                "is required for TLS without SASL (Dapr authType certificate trusts only the given CA)",
-            )
-        if conn["skip_verify"]:
-            warnings.append("tls_skip_verify is on: the broker certificate is not verified")
-        conn.update(
-            brokers=brokers,
-            auth=auth,
-            tls=tls,
-            username=username,
-            password=password,
-            mechanism=mechanism,
-            ca_pem=ca_pem,
-        )
-    return conn
-
-
-# OCI Streaming's SASL user name. Oracle documents two forms ("Using Kafka APIs", Streaming docs,
-# https://docs.oracle.com/en-us/iaas/Content/Streaming/Tasks/kafkacompatibility_topic-Configuration.htm):
-# tenancyName/domainName/username/streamPoolId in a tenancy with identity domains and
-# tenancyName/username/streamPoolId in one without. The parts are names, not OCIDs (except the pool).
-OCI_POOL_PREFIX = "ocid1.streampool."
-OCI_USERNAME_FORMS = (
-    "tenancyName/domainName/userName/streamPoolOCID (tenancy with identity domains) or "
-    "tenancyName/userName/streamPoolOCID (tenancy without identity domains)"
-)
-_OCI_NAME_PARTS = {
-    "tenancy": ("the tenancy name", "ocid1.tenancy."),
-    "domain": ("the identity domain name, for example Default", "ocid1.domain."),
-    "user": ("the user name", "ocid1.user."),
-}
-
-
-def _oci_name_part(value, part, setting):
-    what, ocid_prefix = _OCI_NAME_PARTS[part]
-    if not isinstance(value, str) or not value.strip():
-        raise SettingError(setting, f"must not be empty (give {what})")
-    if value != value.strip():
-        raise SettingError(setting, f"'{value}' has leading or trailing spaces")
-    if "/" in value:
-        raise SettingError(setting, f"'{value}' must not contain '/' (it separates the username parts)")
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise SettingError(setting, "must not contain control characters")
-    if value.lower().startswith(ocid_prefix):
-        raise SettingError(setting, f"'{value}' is an OCID; give {what} instead")
-    return value
-
-
-def oci_streaming_username(tenancy, user, stream_pool_id, domain=None, setting_prefix="oci_streaming."):
-    """The SASL user name of OCI Streaming from its parts; ``domain`` None means no identity domain.
-
-    Raises SettingError naming ``<setting_prefix><part>`` for a part that cannot work.
-    """
-    tenancy = _oci_name_part(tenancy, "tenancy", setting_prefix + "tenancy")
-    parts = [tenancy]
-    if domain is not None:
-        parts.append(_oci_name_part(domain, "domain", setting_prefix + "domain"))
-    parts.append(_oci_name_part(user, "user", setting_prefix + "user"))
-    pool = stream_pool_id
-    pool_setting = setting_prefix + "stream_pool_id"
-    if not isinstance(pool, str) or not pool.strip():
-        raise SettingError(pool_setting, "is required (the stream pool OCID)")
-    if not pool.startswith(OCI_POOL_PREFIX) or "/" in pool or pool != pool.strip():
-        raise SettingError(pool_setting, "must be a stream pool OCID (ocid1.streampool....)")
-    parts.append(pool)
-    return "/".join(parts)
-
-
-def parse_oci_streaming_username(value, setting="sasl_username"):
-    """Check a ready-made OCI Streaming user name.
-
-    Returns dict(tenancy, domain (None in the three-part form), user, stream_pool_id).
-    """
-    parts = value.split("/") if isinstance(value, str) else []
-    if len(parts) not in (3, 4) or not parts[-1].startswith(OCI_POOL_PREFIX):
-        raise SettingError(setting, f"OCI Streaming needs {OCI_USERNAME_FORMS}, got {value!r}")
-    tenancy, user, pool = parts[0], parts[-2], parts[-1]
-    domain = parts[1] if len(parts) == 4 else None
-    try:
-        oci_streaming_username(tenancy, user, pool, domain)
-    except SettingError as exc:
-        part = exc.setting.rsplit(".", 1)[-1]
-        raise SettingError(
-            setting, f"the {part} part: {exc.message} (expected {OCI_USERNAME_FORMS})"
-        ) from None
-    return dict(tenancy=tenancy, domain=domain, user=user, stream_pool_id=pool)
-
-
-def _oci(s):
-    _require(s.get("tenancy"), "oci_streaming.tenancy", "(the tenancy name)")
-    _require(s.get("user"), "oci_streaming.user", "(the user name that owns the auth token)")
-    _require(s.get("stream_pool_id"), "oci_streaming.stream_pool_id", "(the stream pool OCID)")
-    username = oci_streaming_username(s["tenancy"], s["user"], s["stream_pool_id"], s.get("domain"))
-    token = _require(s.get("auth_token"), "oci_streaming.auth_token", "(an IAM auth token of the user)")
-    brokers = parse_brokers(s.get("bootstrap_servers"), "oci_streaming.bootstrap_servers")
-    if not brokers:
-        raise SettingError(
-            "oci_streaming.bootstrap_servers",
-            "is required: take kafka_settings.bootstrap_servers of the stream pool "
-            "(oracle.oci.oci_streaming_stream_pool_facts)",
-        )
-    for b in brokers:
-        if broker_port(b) != 9092:
-            raise SettingError(
-                "oci_streaming.bootstrap_servers", f"OCI Streaming listens on port 9092, not '{b}'"
-            )
-        if not broker_host(b).endswith(".oraclecloud.com"):
-            raise SettingError(
-                "oci_streaming.bootstrap_servers",
-                f"'{b}' is not an OCI Streaming endpoint (*.streaming.<region>.oci.oraclecloud.com)",
-            )
-    return dict(brokers=brokers, username=username, password=token)
-
-
-def _event_hubs(s, p):
-    namespace = _require(s.get("namespace"), "azure_event_hubs.namespace", "(the Event Hubs namespace name)")
-    if not _EH_NAMESPACE.match(namespace):
-        raise SettingError(
-            "azure_event_hubs.namespace",
-            f"'{namespace}' is not a namespace name (6-50 letters, digits and hyphens, starting "
-            "with a letter); give the name, not the FQDN",
-        )
-    tier = _require(s.get("tier"), "azure_event_hubs.tier", "(standard, premium or dedicated)").lower()
-    if tier not in EVENT_HUBS_TIERS:
-        raise SettingError("azure_event_hubs.tier", "must be one of {}".format(", ".join(EVENT_HUBS_TIERS)))
-    if tier == "basic":
-        raise SettingError(
-            "azure_event_hubs.tier",
-            "the Basic tier has no Kafka endpoint; use a Standard, Premium or Dedicated namespace",
-        )
-    topics = s.get("topics") or []
-    limit = EVENT_HUBS_MAX_TOPICS[tier]
-    if len(set(topics)) > limit:
-        raise SettingError(
-            "azure_event_hubs.topics",
-            f"{len(set(topics))} topics need as many event hubs, but a {tier} namespace holds at most "
-            f"{limit}; split them over namespaces or use fewer topics",
-        )
-    conn_str = _require(
-        s.get("connection_string"), "azure_event_hubs.connection_string", "(a SAS connection string)"
-    )
-    if conn_str.startswith("SharedAccessSignature"):
-        raise SettingError(
-            "azure_event_hubs.connection_string",
-            "a SAS token is not accepted by the Kafka endpoint; give the connection string (Endpoint=sb://...)",
-        )
-    expected = f"endpoint=sb://{namespace.lower()}.servicebus.windows.net"
-    if not conn_str.lower().startswith(expected):
-        raise SettingError(
-            "azure_event_hubs.connection_string",
-            f"must start with Endpoint=sb://{namespace}.servicebus.windows.net/ "
-            "(the connection string of that namespace)",
-        )
-    if "sharedaccesskey=" not in conn_str.lower():
-        raise SettingError(
-            "azure_event_hubs.connection_string", "has no SharedAccessKey=...; copy the whole string"
-        )
-    return dict(
-        brokers=[f"{namespace}.servicebus.windows.net:9093"],
-        username="$ConnectionString",
-        password=conn_str,
-    )
-
-
-def _confluent(s):
-    brokers = parse_brokers(s.get("bootstrap_servers"), "confluent_cloud.bootstrap_servers")
-    if not brokers:
-        raise SettingError("confluent_cloud.bootstrap_servers", "is required (pkc-....confluent.cloud:9092)")
-    for b in brokers:
-        if not broker_host(b).endswith(".confluent.cloud"):
-            raise SettingError(
-                "confluent_cloud.bootstrap_servers",
-                f"'{b}' is not a Confluent Cloud endpoint (*.confluent.cloud)",
-            )
-    key = _require(s.get("api_key"), "confluent_cloud.api_key", "(the cluster API key)")
-    secret = _require(s.get("api_secret"), "confluent_cloud.api_secret", "(the cluster API secret)")
-    return dict(brokers=brokers, username=key, password=secret)
-
-
 # ---------------------------------------------------------------- Dapr metadata
 
 
@@ -440,38 +111,59 @@ def consumer_group(p):
 
 def build_metadata(p, conn):
     """Return the Dapr metadata list (dicts) and the Secret's string data."""
-    provider = p["provider"]
-    secret_name = p["secret_name"]
-    secret_data = {}
-    md = [("brokers", ",".join(conn["brokers"]))]
+    md, secret_data = auth_metadata(conn, p["secret_name"])
+    md += consumer_metadata(p)
+    md += version_metadata(p["provider"], p.get("version"), conn["warnings"])
+    md += limits_metadata(p["provider"], p.get("max_message_bytes"), p.get("compression"))
+    md += timing_metadata(p)
+    md += extra_metadata(p.get("extra_metadata"))
+    items = []
+    for key, value in md:
+        items.append(
+            dict({"name": key}, **value) if isinstance(value, dict) else {"name": key, "value": value}
+        )
+    return items, secret_data
 
+
+def _secret_ref(secret_name, key):
+    return {"secretKeyRef": {"name": secret_name, "key": key}}
+
+
+def auth_metadata(conn, secret_name):
+    """Brokers, credentials and TLS as Dapr names them; the secret values go to the Secret."""
+    md, secret_data = [("brokers", ",".join(conn["brokers"]))], {}
     if conn["auth"] == "none":
         md.append(("authType", "certificate" if conn["tls"] else "none"))
     else:
         md.append(("authType", "password"))
         md.append(("saslUsername", conn["username"]))
-        md.append(("saslPassword", {"secretKeyRef": {"name": secret_name, "key": SECRET_KEY_PASSWORD}}))
+        md.append(("saslPassword", _secret_ref(secret_name, SECRET_KEY_PASSWORD)))
         secret_data[SECRET_KEY_PASSWORD] = conn["password"]
         # Dapr maps SHA-512/SHA-256 to SCRAM and every other value to SASL/PLAIN.
-        md.append(("saslMechanism", conn["mechanism"] if conn["auth"] == "scram" else "PLAINTEXT"))
+        scram = conn["mechanism"].replace("SCRAM-", "") if conn["auth"] == "scram" else None
+        md.append(("saslMechanism", scram or "PLAINTEXT"))
     md.append(("disableTls", "false" if conn["tls"] else "true"))
-    if conn["ca_pem"]:
-        md.append(("caCert", {"secretKeyRef": {"name": secret_name, "key": SECRET_KEY_CA}}))
-        secret_data[SECRET_KEY_CA] = conn["ca_pem"]
+    if conn["ca"]:
+        md.append(("caCert", _secret_ref(secret_name, SECRET_KEY_CA)))
+        secret_data[SECRET_KEY_CA] = conn["ca"]
     if conn["tls"] and conn["skip_verify"]:
         md.append(("skipVerify", "true"))
+    return md, secret_data
 
-    md.append(("consumerGroup", consumer_group(p)))
+
+def consumer_metadata(p):
     # Dapr hands initialOffset to sarama as Consumer.Offsets.Initial (components-contrib
     # common/component/kafka/kafka.go), which only applies to a group with no committed offset.
     # A per-replica group is new for every new pod, so "oldest" would replay the whole retention
     # (days of events) to it: per-replica groups start at the newest offset unless told otherwise.
     offset = p.get("initial_offset") or ("newest" if p.get("consumer_group_per_replica") else "oldest")
-    if offset not in ("oldest", "newest"):
+    if offset not in INITIAL_OFFSETS:
         raise SettingError("initial_offset", f"must be oldest or newest, got {offset!r}")
-    md.append(("initialOffset", offset))
+    return [("consumerGroup", consumer_group(p)), ("initialOffset", offset)]
 
-    version = p.get("version") or DEFAULT_VERSION[provider]
+
+def version_metadata(provider, version, warnings):
+    version = version or DEFAULT_VERSION[provider]
     parsed = parse_version(version)
     if provider == "azure_event_hubs" and version != "1.0.0":
         raise SettingError(
@@ -484,28 +176,26 @@ def build_metadata(p, conn):
             "(use {})".format(version, DEFAULT_VERSION["strimzi"]),
         )
     if provider in ("redpanda", "external", "confluent_cloud") and parsed < KAFKA4_MIN_VERSION:
-        conn["warnings"].append(
-            f"version {version} is older than 2.1.0: brokers on Kafka 4.x reject such requests"
-        )
-    md.append(("version", version))
+        warnings.append(f"version {version} is older than 2.1.0: brokers on Kafka 4.x reject such requests")
+    return [("version", version)]
 
-    mmb = p.get("max_message_bytes")
-    if mmb is not None:
-        if mmb < MIN_MAX_MESSAGE_BYTES:
+
+def limits_metadata(provider, max_message_bytes, compression):
+    md = []
+    if max_message_bytes is not None:
+        if max_message_bytes < MIN_MAX_MESSAGE_BYTES:
             raise SettingError(
                 "max_message_bytes",
-                f"{mmb} bytes is too small for task events (at least {MIN_MAX_MESSAGE_BYTES}); "
+                f"{max_message_bytes} bytes is too small for task events (at least {MIN_MAX_MESSAGE_BYTES}); "
                 "leave it unset for sarama's 1000000",
             )
         limit = MAX_MESSAGE_BYTES_LIMIT.get(provider)
-        if limit and mmb > limit:
+        if limit and max_message_bytes > limit:
             raise SettingError(
                 "max_message_bytes",
-                f"{PROVIDER_TITLES[provider]} accepts messages up to {limit} bytes, got {mmb}",
+                f"{PROVIDER_TITLES[provider]} accepts messages up to {limit} bytes, got {max_message_bytes}",
             )
-        md.append(("maxMessageBytes", str(mmb)))
-
-    compression = p.get("compression")
+        md.append(("maxMessageBytes", str(max_message_bytes)))
     if compression:
         if compression not in COMPRESSIONS:
             raise SettingError("compression", "must be one of {}".format(", ".join(COMPRESSIONS)))
@@ -514,14 +204,16 @@ def build_metadata(p, conn):
                 "compression", f"Azure Event Hubs only accepts gzip or none, got {compression}"
             )
         md.append(("compression", compression))
+    return md
 
-    heartbeat = p.get("heartbeat_interval")
-    session = p.get("session_timeout")
+
+def timing_metadata(p):
+    provider = p["provider"]
+    heartbeat, session = p.get("heartbeat_interval"), p.get("session_timeout")
     refresh = p.get("metadata_refresh_interval")
     if provider == "oci_streaming":
         # OCI allows 5 heartbeats/s per stream pool; many sidecars at Dapr's 3s would exceed it.
-        heartbeat = heartbeat or "10s"
-        session = session or "30s"
+        heartbeat, session = heartbeat or "10s", session or "30s"
     if provider == "azure_event_hubs":
         refresh = refresh or "3m"
         if duration_seconds(refresh, "metadata_refresh_interval") >= EVENT_HUBS_IDLE_SECONDS:
@@ -536,6 +228,7 @@ def build_metadata(p, conn):
         > duration_seconds(session, "session_timeout")
     ):
         raise SettingError("session_timeout", f"must be at least three heartbeat_interval ({heartbeat})")
+    md = []
     for key, value, setting in (
         ("heartbeatInterval", heartbeat, "heartbeat_interval"),
         ("sessionTimeout", session, "session_timeout"),
@@ -544,25 +237,20 @@ def build_metadata(p, conn):
         if value:
             duration_seconds(value, setting)
             md.append((key, value))
+    return md
 
-    extra = p.get("extra_metadata") or {}
-    for key in sorted(extra):
+
+def extra_metadata(extra):
+    """Metadata the module has no option for (Dapr topic scopes and the like), passed as strings."""
+    md = []
+    for key in sorted(extra or {}):
         if key in MANAGED_METADATA:
             raise SettingError("extra_metadata", f"'{key}' is set by the module's own options; remove it")
         value = extra[key]
         if isinstance(value, bool):
             value = "true" if value else "false"
         md.append((key, str(value)))
-
-    items = []
-    for key, value in md:
-        if isinstance(value, dict):
-            item = {"name": key}
-            item.update(value)
-        else:
-            item = {"name": key, "value": value}
-        items.append(item)
-    return items, secret_data
+    return md
 
 
 # ---------------------------------------------------------------- resources

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import ssl
 import time
@@ -28,17 +27,18 @@ except ImportError:
     HAS_CONFLUENT_KAFKA = False
     CONFLUENT_KAFKA_IMPORT_ERROR = traceback.format_exc()
 
-from ansible_collections.todo.platform.plugins.module_utils.dapr_pubsub import (  # noqa: E402 - after the guarded import
+from ansible_collections.todo.platform.plugins.module_utils.providers import (  # noqa: E402 - after the guarded import
+    CLIENT_REQUIRED_IF,
     PROVIDERS,
+    SASL_MECHANISMS,
+    SECURITY_PROTOCOLS,
     SettingError,
     broker_host,
     broker_port,
-    parse_brokers,
-    parse_oci_streaming_username,
+    client_connection,
+    is_pem,
+    security_protocol,
 )
-
-SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 FAILURE_CLASSES = (
     "dns",
@@ -63,6 +63,8 @@ KAFKA_CONNECTION_SPEC = dict(
     provider=dict(type="str", choices=list(PROVIDERS), default="external"),
     request_timeout=dict(type="int", default=20),
 )
+# Cross-field rules of those options, for AnsibleModule(required_if=...).
+KAFKA_CONNECTION_REQUIRED_IF = CLIENT_REQUIRED_IF
 
 
 class KafkaFailure(Exception):
@@ -74,74 +76,18 @@ class KafkaFailure(Exception):
         self.message = message
 
 
-def _is_pem(value):
-    return value is not None and "-----BEGIN CERTIFICATE-----" in value
-
-
 def validate_connection(p):
-    """Check the connection options against each other and the provider; return brokers."""
-    brokers = parse_brokers(p.get("bootstrap_servers"), "bootstrap_servers")
-    if not brokers:
-        raise SettingError("bootstrap_servers", "needs at least one host:port")
-    protocol = p.get("security_protocol") or "PLAINTEXT"
-    sasl = protocol.startswith("SASL_")
-    tls = protocol in ("SSL", "SASL_SSL")
-    provider = p.get("provider") or "external"
-    if sasl:
-        if not p.get("sasl_mechanism"):
-            raise SettingError("sasl_mechanism", f"is required with security_protocol {protocol}")
-        if not p.get("sasl_username") or not p.get("sasl_password"):
-            raise SettingError(
-                "sasl_username" if not p.get("sasl_username") else "sasl_password",
-                f"is required with security_protocol {protocol}",
-            )
-    else:
-        for key in ("sasl_mechanism", "sasl_username", "sasl_password"):
-            if p.get(key):
-                raise SettingError(key, f"is only used with a SASL_* security_protocol, not {protocol}")
-    if p.get("tls_ca_cert") and not tls:
-        raise SettingError("tls_ca_cert", "is only used with security_protocol SSL or SASL_SSL")
-    if p.get("tls_ca_cert") and not _is_pem(p["tls_ca_cert"]) and not os.path.isfile(p["tls_ca_cert"]):
-        raise SettingError(
-            "tls_ca_cert", "is neither a PEM certificate nor a readable file: {}".format(p["tls_ca_cert"])
-        )
-    if provider in ("oci_streaming", "azure_event_hubs", "confluent_cloud") and (
-        protocol != "SASL_SSL" or p.get("sasl_mechanism") != "PLAIN"
-    ):
-        raise SettingError(
-            "security_protocol",
-            f"provider {provider} needs security_protocol SASL_SSL with sasl_mechanism PLAIN",
-        )
-    if provider == "oci_streaming":
-        bad = [b for b in brokers if broker_port(b) != 9092]
-        if bad:
-            raise SettingError(
-                "bootstrap_servers", "OCI Streaming listens on port 9092, not {}".format(", ".join(bad))
-            )
-        parse_oci_streaming_username(p.get("sasl_username"))
-    if provider == "azure_event_hubs":
-        bad = [
-            b
-            for b in brokers
-            if broker_port(b) != 9093 or not broker_host(b).endswith(".servicebus.windows.net")
-        ]
-        if bad:
-            raise SettingError(
-                "bootstrap_servers",
-                "Event Hubs is <namespace>.servicebus.windows.net:9093, not {}".format(", ".join(bad)),
-            )
-        if p.get("sasl_username") != "$ConnectionString":
-            raise SettingError("sasl_username", "Event Hubs needs the literal username $ConnectionString")
-    return brokers
+    """Check the connection options against each other and the provider; return the brokers."""
+    return client_connection(p)["brokers"]
 
 
 def client_config(p, client_id="todo.platform"):
     """confluent-kafka configuration for validated options ``p`` (dict of module params)."""
-    brokers = validate_connection(p)
-    protocol = p.get("security_protocol") or "PLAINTEXT"
+    conn = client_connection(p)
+    protocol = security_protocol(conn)
     timeout_ms = int(p.get("request_timeout") or 20) * 1000
     conf = {
-        "bootstrap.servers": ",".join(brokers),
+        "bootstrap.servers": ",".join(conn["brokers"]),
         "security.protocol": protocol.lower(),
         "client.id": client_id,
         "socket.timeout.ms": timeout_ms,
@@ -150,19 +96,16 @@ def client_config(p, client_id="todo.platform"):
         "reconnect.backoff.ms": 500,
         "reconnect.backoff.max.ms": 2000,
     }
-    if protocol.startswith("SASL_"):
-        conf["sasl.mechanism"] = p["sasl_mechanism"]
-        conf["sasl.username"] = p["sasl_username"]
-        conf["sasl.password"] = p["sasl_password"]
-    if protocol in ("SSL", "SASL_SSL"):
-        ca = p.get("tls_ca_cert")
-        if _is_pem(ca):
-            conf["ssl.ca.pem"] = ca
-        elif ca:
-            conf["ssl.ca.location"] = ca
-        conf["ssl.endpoint.identification.algorithm"] = (
-            "https" if p.get("tls_check_hostname", True) else "none"
-        )
+    if conn["auth"] != "none":
+        conf["sasl.mechanism"] = conn["mechanism"]
+        conf["sasl.username"] = conn["username"]
+        conf["sasl.password"] = conn["password"]
+    if conn["tls"]:
+        if is_pem(conn["ca"]):
+            conf["ssl.ca.pem"] = conn["ca"]
+        elif conn["ca"]:
+            conf["ssl.ca.location"] = conn["ca"]
+        conf["ssl.endpoint.identification.algorithm"] = "https" if conn["check_hostname"] else "none"
     return conf
 
 
@@ -172,7 +115,7 @@ def client_config(p, client_id="todo.platform"):
 def _tls_context(p):
     ctx = ssl.create_default_context()
     ca = p.get("tls_ca_cert")
-    if _is_pem(ca):
+    if is_pem(ca):
         ctx = ssl.create_default_context(cadata=ca)
     elif ca:
         ctx = ssl.create_default_context(cafile=ca)

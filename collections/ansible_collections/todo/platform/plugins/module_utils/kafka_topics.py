@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.todo.platform.plugins.module_utils.dapr_pubsub import SettingError
+from ansible_collections.todo.platform.plugins.module_utils.providers import SettingError
 
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 

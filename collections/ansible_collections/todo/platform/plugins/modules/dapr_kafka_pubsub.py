@@ -388,8 +388,8 @@ from ansible.module_utils.common.yaml import HAS_YAML, yaml_dump
 from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
 from ansible_collections.kubernetes.core.plugins.module_utils.k8s.core import AnsibleK8SModule
 from ansible_collections.todo.platform.plugins.module_utils.dapr_pubsub import (
-    PROVIDERS,
-    SettingError,
+    COMPRESSIONS,
+    INITIAL_OFFSETS,
     build_resources,
     mask_secret,
 )
@@ -399,6 +399,15 @@ from ansible_collections.todo.platform.plugins.module_utils.k8s_apply import (
     ensure,
     masked,
 )
+from ansible_collections.todo.platform.plugins.module_utils.providers import (
+    AUTH_TYPES,
+    DAPR_MUTUALLY_EXCLUSIVE,
+    DAPR_REQUIRED_IF,
+    EVENT_HUBS_TIERS,
+    PROVIDERS,
+    SCRAM_MECHANISMS,
+    SettingError,
+)
 
 ARGUMENT_SPEC = dict(
     name=dict(type="str", default="pubsub"),
@@ -407,10 +416,10 @@ ARGUMENT_SPEC = dict(
     apply=dict(type="bool", default=True),
     provider=dict(type="str", required=True, choices=list(PROVIDERS)),
     brokers=dict(type="list", elements="str"),
-    auth=dict(type="str", choices=["none", "scram", "plain"]),
+    auth=dict(type="str", choices=list(AUTH_TYPES)),
     sasl_username=dict(type="str"),
     sasl_password=dict(type="str", no_log=True),
-    scram_mechanism=dict(type="str", choices=["SHA-512", "SHA-256"], default="SHA-512"),
+    scram_mechanism=dict(type="str", choices=list(SCRAM_MECHANISMS), default=SCRAM_MECHANISMS[0]),
     tls=dict(type="bool"),
     tls_ca_cert=dict(type="str"),
     tls_skip_verify=dict(type="bool", default=False),
@@ -429,7 +438,7 @@ ARGUMENT_SPEC = dict(
         type="dict",
         options=dict(
             namespace=dict(type="str"),
-            tier=dict(type="str", choices=["basic", "standard", "premium", "dedicated"]),
+            tier=dict(type="str", choices=list(EVENT_HUBS_TIERS)),
             connection_string=dict(type="str", no_log=True),
             topics=dict(type="list", elements="str"),
         ),
@@ -444,10 +453,10 @@ ARGUMENT_SPEC = dict(
     ),
     consumer_group=dict(type="str", default="{appID}"),
     consumer_group_per_replica=dict(type="bool", default=False),
-    initial_offset=dict(type="str", choices=["oldest", "newest"]),
+    initial_offset=dict(type="str", choices=list(INITIAL_OFFSETS)),
     version=dict(type="str"),
     max_message_bytes=dict(type="int"),
-    compression=dict(type="str", choices=["none", "gzip", "snappy", "lz4", "zstd"]),
+    compression=dict(type="str", choices=list(COMPRESSIONS)),
     heartbeat_interval=dict(type="str"),
     session_timeout=dict(type="str"),
     metadata_refresh_interval=dict(type="str"),
@@ -457,19 +466,6 @@ ARGUMENT_SPEC = dict(
     extra_metadata=dict(type="dict"),
     field_manager=dict(type="str", default="todo.platform"),
 )
-
-
-def _read_ca(module, value):
-    """tls_ca_cert may be PEM text or a path on the managed node."""
-    if not value or "-----BEGIN" in value:
-        return value
-    try:
-        with open(value, encoding="utf-8") as handle:
-            return handle.read()
-    except OSError as e:
-        module.fail_json(
-            msg=f"tls_ca_cert: cannot read {value} ({e.strerror}); give PEM text or a readable file"
-        )
 
 
 def _diff_entry(kind, before, after):
@@ -484,7 +480,6 @@ def _diff_entry(kind, before, after):
 
 def run(module):
     params = dict(module.params)
-    params["tls_ca_cert"] = _read_ca(module, params.get("tls_ca_cert"))
     try:
         built = build_resources(params)
     except SettingError as e:
@@ -567,6 +562,8 @@ def main():
         supports_check_mode=True,
         check_k8s=False,
         check_pyyaml=False,
+        required_if=DAPR_REQUIRED_IF,
+        mutually_exclusive=DAPR_MUTUALLY_EXCLUSIVE,
     )
     if not HAS_YAML:
         module.fail_json(msg=missing_required_lib("PyYAML"))

@@ -102,14 +102,15 @@ groups:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.todo.platform.plugins.module_utils.dapr_pubsub import SettingError
 from ansible_collections.todo.platform.plugins.module_utils.kafka import (
     HAS_CONFLUENT_KAFKA,
+    KAFKA_CONNECTION_REQUIRED_IF,
     KAFKA_CONNECTION_SPEC,
     KafkaFailure,
     connect,
     run_kafka_module,
 )
+from ansible_collections.todo.platform.plugins.module_utils.providers import SettingError
 
 if HAS_CONFLUENT_KAFKA:
     from confluent_kafka import KafkaError, KafkaException
@@ -211,7 +212,9 @@ def main():
         prefix=dict(type="str", required=True),
         live_pods=dict(type="list", elements="str", required=True),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=argument_spec, required_if=KAFKA_CONNECTION_REQUIRED_IF, supports_check_mode=True
+    )
     result = run_kafka_module(module, "kafka_consumer_group_cleanup", run)
     module.exit_json(**result)
 

@@ -92,14 +92,15 @@ groups:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.todo.platform.plugins.module_utils.dapr_pubsub import SettingError
 from ansible_collections.todo.platform.plugins.module_utils.kafka import (
     HAS_CONFLUENT_KAFKA,
+    KAFKA_CONNECTION_REQUIRED_IF,
     KAFKA_CONNECTION_SPEC,
     connect,
     run_kafka_module,
 )
 from ansible_collections.todo.platform.plugins.module_utils.kafka_topics import lag_report
+from ansible_collections.todo.platform.plugins.module_utils.providers import SettingError
 
 if HAS_CONFLUENT_KAFKA:
     from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
@@ -164,7 +165,9 @@ def main():
         groups=dict(type="list", elements="str", default=[]),
         topics=dict(type="list", elements="str", default=[]),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=argument_spec, required_if=KAFKA_CONNECTION_REQUIRED_IF, supports_check_mode=True
+    )
     report = run_kafka_module(module, "kafka_consumer_lag_info", lambda m: collect(m.params))
     module.exit_json(changed=False, **report)
 

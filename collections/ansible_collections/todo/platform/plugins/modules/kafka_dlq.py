@@ -129,9 +129,9 @@ not_replayed:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.todo.platform.plugins.module_utils.dapr_pubsub import SettingError
 from ansible_collections.todo.platform.plugins.module_utils.kafka import (
     HAS_CONFLUENT_KAFKA,
+    KAFKA_CONNECTION_REQUIRED_IF,
     KAFKA_CONNECTION_SPEC,
     KafkaFailure,
     connect,
@@ -143,6 +143,7 @@ from ansible_collections.todo.platform.plugins.module_utils.kafka_dlq import (
     replay_payload,
     select_for_replay,
 )
+from ansible_collections.todo.platform.plugins.module_utils.providers import SettingError
 
 if HAS_CONFLUENT_KAFKA:
     from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
@@ -278,7 +279,9 @@ def main():
         replay_all=dict(type="bool", default=False),
         max_messages=dict(type="int", default=200),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=argument_spec, required_if=KAFKA_CONNECTION_REQUIRED_IF, supports_check_mode=True
+    )
     result = run_kafka_module(module, "kafka_dlq", run)
     module.exit_json(**result)
 

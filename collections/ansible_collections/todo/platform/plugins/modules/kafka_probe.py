@@ -105,15 +105,16 @@ topics:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.todo.platform.plugins.module_utils.dapr_pubsub import SettingError
 from ansible_collections.todo.platform.plugins.module_utils.kafka import (
     HAS_CONFLUENT_KAFKA,
+    KAFKA_CONNECTION_REQUIRED_IF,
     KAFKA_CONNECTION_SPEC,
     KafkaFailure,
     connect,
     describe_metadata,
     missing_library_message,
 )
+from ansible_collections.todo.platform.plugins.module_utils.providers import SettingError
 
 
 def probe(p):
@@ -137,7 +138,9 @@ def main():
         topics=dict(type="list", elements="str", default=[]),
         fail_on_error=dict(type="bool", default=True),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=argument_spec, required_if=KAFKA_CONNECTION_REQUIRED_IF, supports_check_mode=True
+    )
     if not HAS_CONFLUENT_KAFKA:
         module.fail_json(msg=missing_library_message("kafka_probe"), reachable=False, failure_class="")
     p = module.params

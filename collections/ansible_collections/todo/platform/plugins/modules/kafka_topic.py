@@ -148,9 +148,9 @@ failure_class:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.todo.platform.plugins.module_utils.dapr_pubsub import SettingError
 from ansible_collections.todo.platform.plugins.module_utils.kafka import (
     HAS_CONFLUENT_KAFKA,
+    KAFKA_CONNECTION_REQUIRED_IF,
     KAFKA_CONNECTION_SPEC,
     KafkaFailure,
     connect,
@@ -161,6 +161,7 @@ from ansible_collections.todo.platform.plugins.module_utils.kafka_topics import 
     normalize_topics,
     plan,
 )
+from ansible_collections.todo.platform.plugins.module_utils.providers import SettingError
 
 if HAS_CONFLUENT_KAFKA:
     from confluent_kafka import KafkaException
@@ -351,7 +352,9 @@ def main():
         topics=dict(type="list", elements="dict", required=True, options=TOPIC_SPEC),
         state=dict(type="str", choices=["present", "absent"], default="present"),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=argument_spec, required_if=KAFKA_CONNECTION_REQUIRED_IF, supports_check_mode=True
+    )
     run_kafka_module(module, "kafka_topic", run)
 
 

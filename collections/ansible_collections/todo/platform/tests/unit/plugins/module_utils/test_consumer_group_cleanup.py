@@ -6,7 +6,7 @@ run against a real Kafka in tests/integration/kafka_wiring)."""
 from __future__ import annotations
 
 import pytest
-from ansible_collections.todo.platform.plugins.module_utils.dapr_pubsub import SettingError
+from ansible_collections.todo.platform.plugins.module_utils.providers import SettingError
 from ansible_collections.todo.platform.plugins.modules.kafka_consumer_group_cleanup import decide, validate
 
 

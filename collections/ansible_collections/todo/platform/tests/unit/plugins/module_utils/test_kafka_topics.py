@@ -5,13 +5,13 @@
 from __future__ import annotations
 
 import pytest
-from ansible_collections.todo.platform.plugins.module_utils.dapr_pubsub import SettingError
 from ansible_collections.todo.platform.plugins.module_utils.kafka_topics import (
     lag_report,
     normalize_topics,
     partition_lag,
     plan,
 )
+from ansible_collections.todo.platform.plugins.module_utils.providers import SettingError
 
 DAY = 86400000
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 from ansible_collections.todo.platform.plugins.module_utils import kafka
-from ansible_collections.todo.platform.plugins.module_utils.dapr_pubsub import (
+from ansible_collections.todo.platform.plugins.module_utils.dapr_pubsub import build_resources
+from ansible_collections.todo.platform.plugins.module_utils.providers import (
     SettingError,
-    build_resources,
     oci_streaming_username,
     parse_oci_streaming_username,
 )
