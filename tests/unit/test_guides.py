@@ -422,11 +422,11 @@ def _loki_chart_single_binary_affinity() -> dict:
 
 def _loki_replicas_and_affinity(env: str) -> tuple[int, dict]:
     role_vars = yaml.safe_load((ROOT / "roles/logging/vars/main.yml").read_text())
+    role_defaults = yaml.safe_load((ROOT / "roles/logging/defaults/main.yml").read_text())
     inventory = yaml.safe_load(
         (ROOT / "inventories" / env / "group_vars/todo_platform/logging.yml").read_text()
     )
-    environment = inventory.get("logging_environment", env)
-    replicas = int(role_vars["_logging_env_defaults"][environment]["replicas"])
+    replicas = int(inventory.get("logging_replicas", role_defaults["logging_replicas"]))
     base = role_vars["_logging_loki_base_values"].get("singleBinary", {})
     override = (inventory.get("logging_values_overrides") or {}).get("singleBinary", {})
     replicas = int(override.get("replicas", replicas))
