@@ -20,7 +20,10 @@ options:
     description:
       - How to talk to the listener.
       - Cloud providers (O(provider=oci_streaming), O(provider=azure_event_hubs),
-        O(provider=confluent_cloud)) need V(SASL_SSL) with O(sasl_mechanism=PLAIN).
+        O(provider=confluent_cloud)) need V(SASL_SSL) with O(sasl_mechanism=PLAIN); their endpoints and
+        user names are checked by the rules of M(todo.platform.dapr_kafka_pubsub).
+      - O(sasl_mechanism), O(sasl_username) and O(sasl_password) are required with a C(SASL_*) protocol
+        and refused without one.
     type: str
     choices: [PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL]
     default: PLAINTEXT

@@ -308,15 +308,3 @@ def build_resources(params):
             "data": {k: base64.b64encode(v.encode("utf-8")).decode("ascii") for k, v in secret_data.items()},
         }
     return dict(component=component, secret=secret, secret_data=secret_data, warnings=conn["warnings"])
-
-
-def mask_secret(secret):
-    """A copy of a Secret manifest whose values are replaced by a mask."""
-    if secret is None:
-        return None
-    masked = dict(secret)
-    masked["metadata"] = dict(secret.get("metadata") or {})
-    for key in ("data", "stringData"):
-        if secret.get(key):
-            masked[key] = {k: MASK for k in secret[key]}
-    return masked

@@ -124,6 +124,20 @@ def _tls_context(p):
     return ctx
 
 
+def _tls_failure(p, sock, host, broker):
+    """What went wrong in the TLS handshake with ``broker``, or None."""
+    try:
+        with _tls_context(p).wrap_socket(sock, server_hostname=host) as tls_sock:
+            tls_sock.do_handshake()
+    except ssl.SSLCertVerificationError as e:
+        return f"{broker}: certificate not trusted ({getattr(e, 'verify_message', None) or e})"
+    except ssl.SSLError as e:
+        return f"{broker}: TLS handshake failed ({getattr(e, 'reason', None) or e})"
+    except OSError as e:
+        return f"{broker}: connection closed during the TLS handshake ({e})"
+    return None
+
+
 def preflight(p, brokers, resolver=socket.getaddrinfo, connector=socket.create_connection):
     """Resolve, connect and (for TLS) handshake with each bootstrap server.
 
@@ -148,25 +162,12 @@ def preflight(p, brokers, resolver=socket.getaddrinfo, connector=socket.create_c
             errors["tcp"].append("{} ({})".format(broker, getattr(e, "strerror", None) or e))
             continue
         try:
-            if tls:
-                try:
-                    with _tls_context(p).wrap_socket(sock, server_hostname=host) as tls_sock:
-                        tls_sock.do_handshake()
-                except ssl.SSLCertVerificationError as e:
-                    errors["tls"].append(
-                        f"{broker}: certificate not trusted ({getattr(e, 'verify_message', None) or e})"
-                    )
-                    continue
-                except ssl.SSLError as e:
-                    errors["tls"].append(
-                        f"{broker}: TLS handshake failed ({getattr(e, 'reason', None) or e})"
-                    )
-                    continue
-                except OSError as e:
-                    errors["tls"].append(f"{broker}: connection closed during the TLS handshake ({e})")
-                    continue
+            failure = _tls_failure(p, sock, host, broker) if tls else None
         finally:
             sock.close()
+        if failure:
+            errors["tls"].append(failure)
+            continue
         passed.append(broker)
     if passed:
         return passed
@@ -342,6 +343,17 @@ def describe_metadata(md):
         "brokers": brokers,
         "topics": topics,
     }
+
+
+def kafka_module(**options):
+    """An AnsibleModule with the connection options and their rules beside the module's ``options``."""
+    from ansible.module_utils.basic import AnsibleModule
+
+    return AnsibleModule(
+        argument_spec=dict(KAFKA_CONNECTION_SPEC, **options),
+        required_if=KAFKA_CONNECTION_REQUIRED_IF,
+        supports_check_mode=True,
+    )
 
 
 def missing_library_message(module_name):

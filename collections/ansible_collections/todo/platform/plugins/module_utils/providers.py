@@ -93,18 +93,8 @@ def new_connection(**fields):
     SASL mechanism or None), username, password, ca (PEM text or a file path, or None),
     skip_verify, check_hostname, warnings (list of strings).
     """
-    conn = dict(
-        brokers=[],
-        tls=False,
-        auth="none",
-        mechanism=None,
-        username=None,
-        password=None,
-        ca=None,
-        skip_verify=False,
-        check_hostname=True,
-        warnings=[],
-    )
+    conn = dict.fromkeys(("mechanism", "username", "password", "ca"))
+    conn.update(brokers=[], tls=False, auth="none", skip_verify=False, check_hostname=True, warnings=[])
     conn.update(fields)
     return conn
 

@@ -391,13 +391,13 @@ from ansible_collections.todo.platform.plugins.module_utils.dapr_pubsub import (
     COMPRESSIONS,
     INITIAL_OFFSETS,
     build_resources,
-    mask_secret,
 )
 from ansible_collections.todo.platform.plugins.module_utils.k8s_apply import (
     HAS_KUBERNETES,
     ApplyError,
     ensure,
     masked,
+    run_k8s_module,
 )
 from ansible_collections.todo.platform.plugins.module_utils.providers import (
     AUTH_TYPES,
@@ -478,63 +478,25 @@ def _diff_entry(kind, before, after):
     )
 
 
-def run(module):
-    params = dict(module.params)
-    try:
-        built = build_resources(params)
-    except SettingError as e:
-        module.fail_json(msg=str(e), setting=e.setting)
-
-    component, secret = built["component"], built["secret"]
-    for warning in built["warnings"]:
-        module.warn(warning)
-    result = dict(
-        changed=False,
-        component=component,
-        component_yaml=yaml_dump(component, default_flow_style=False, sort_keys=False),
-        secret_name=params.get("secret_name") or "{}-kafka".format(params["name"]),
-    )
-    if secret is not None:
-        result["secret"] = mask_secret(secret)
-    if not params["apply"]:
-        module.exit_json(**result)
-
-    if not HAS_KUBERNETES:
-        module.fail_json(
-            msg=missing_required_lib("kubernetes"), error="apply: true needs the kubernetes library"
-        )
-
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.exceptions import CoreException
-
-    try:
-        client = get_api_client(module=module)
-    except CoreException as e:
-        module.fail_json(msg=f"cannot build a Kubernetes client: {e}; check kubeconfig and context")
-
-    state = params["state"]
+def _objects(params, built, secret_name):
+    """(kind, definition) in the order to apply; reversed for state=absent."""
     # Secret first so the Component never points at a missing Secret; reverse order on delete.
-    objects = [("Secret", secret), ("Component", component)]
-    if state == "absent":
+    objects = [("Secret", built["secret"]), ("Component", built["component"])]
+    if params["state"] == "absent":
         objects.reverse()
-        if secret is None:
+        if built["secret"] is None:
             # Delete a Secret left by an earlier configuration with credentials as well.
-            objects.append(
-                (
-                    "Secret",
-                    {
-                        "apiVersion": "v1",
-                        "kind": "Secret",
-                        "metadata": {"name": result["secret_name"], "namespace": params["namespace"]},
-                    },
-                )
-            )
+            metadata = {"name": secret_name, "namespace": params["namespace"]}
+            objects.append(("Secret", {"apiVersion": "v1", "kind": "Secret", "metadata": metadata}))
+    return [(kind, definition) for kind, definition in objects if definition is not None]
+
+
+def apply_objects(module, client, built, result):
+    params = module.params
     results, diffs = [], []
-    for kind, definition in objects:
-        if definition is None:
-            continue
+    for kind, definition in _objects(params, built, result["secret_name"]):
         try:
-            outcome = ensure(client, definition, state, module.check_mode, params["field_manager"])
+            outcome = ensure(module, client, definition, params["state"], params["field_manager"])
         except ApplyError as e:
             module.fail_json(msg=str(e), results=results)
         except Exception as e:  # connection refused, TLS, timeouts of the API client
@@ -552,6 +514,34 @@ def run(module):
     if module._diff and diffs:
         result["diff"] = diffs
     module.exit_json(**result)
+
+
+def run(module):
+    params = dict(module.params)
+    try:
+        built = build_resources(params)
+    except SettingError as e:
+        module.fail_json(msg=str(e), setting=e.setting)
+    component, secret = built["component"], built["secret"]
+    for warning in built["warnings"]:
+        module.warn(warning)
+    result = dict(
+        changed=False,
+        component=component,
+        component_yaml=yaml_dump(component, default_flow_style=False, sort_keys=False),
+        secret_name=params.get("secret_name") or "{}-kafka".format(params["name"]),
+    )
+    if secret is not None:
+        result["secret"] = masked(secret)
+    if not params["apply"]:
+        module.exit_json(**result)
+    if not HAS_KUBERNETES:
+        module.fail_json(
+            msg=missing_required_lib("kubernetes"), error="apply: true needs the kubernetes library"
+        )
+    run_k8s_module(
+        module, "dapr_kafka_pubsub", lambda _module, client: apply_objects(module, client, built, result)
+    )
 
 
 def main():

@@ -93,6 +93,7 @@ from datetime import datetime, timezone
 
 from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
 from ansible_collections.kubernetes.core.plugins.module_utils.k8s.core import AnsibleK8SModule
+from ansible_collections.todo.platform.plugins.module_utils.k8s_apply import run_k8s_module
 from ansible_collections.todo.platform.plugins.module_utils.rollout import (
     HASH_LABEL,
     RolloutFailed,
@@ -113,72 +114,79 @@ def _items(resource, namespace, selector):
     return [i.to_dict() for i in resource.get(namespace=namespace, label_selector=selector).items]
 
 
+def _roll(module, deployments, name):
+    """Patch the template annotations that differ (and restartedAt); returns the result row."""
+    p, ns = module.params, module.params["namespace"]
+    try:
+        current = deployments.get(name=name, namespace=ns).to_dict()
+    except Exception as e:
+        if getattr(e, "status", None) == 404:
+            module.fail_json(msg=f"Deployment {ns}/{name} does not exist; check names and namespace")
+        raise
+    have = ((current["spec"]["template"].get("metadata") or {}).get("annotations")) or {}
+    wanted = {k: str(v) for k, v in p["template_annotations"].items() if have.get(k) != str(v)}
+    if p["restart"]:
+        now = datetime.now(timezone.utc)  # noqa: UP017 - modules also run on Python < 3.11
+        wanted[RESTARTED_AT] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if wanted and not module.check_mode:
+        deployments.patch(
+            body={"spec": {"template": {"metadata": {"annotations": wanted}}}},
+            name=name,
+            namespace=ns,
+            content_type="application/merge-patch+json",
+        )
+    return {"name": name, "rolled_out": bool(wanted)}
+
+
+def _check(module, client, result):
+    """One look at a rollout: (over, state); once over, ``result`` names its ReplicaSet and pods."""
+    ns = module.params["namespace"]
+    dep = client.resource("Deployment", "apps/v1").get(name=result["name"], namespace=ns).to_dict()
+    selector = _selector(dep)
+    rs_list = _items(client.resource("ReplicaSet", "apps/v1"), ns, selector)
+    pod_list = _items(client.resource("Pod", "v1"), ns, selector)
+    done, state = rollout_state(dep, rs_list, pod_list)
+    if done:
+        rs = newest_replicaset(dep, rs_list)
+        new_hash = rs["metadata"]["labels"].get(HASH_LABEL)
+        result.update(
+            replicaset=rs["metadata"]["name"],
+            pods=sorted(
+                q["metadata"]["name"]
+                for q in pod_list
+                if is_ready(q) and q["metadata"]["labels"].get(HASH_LABEL) == new_hash
+            ),
+            state=state,
+        )
+    return done, state
+
+
+def _wait(module, client, results):
+    timeout = module.params["wait_timeout"]
+    deadline = time.monotonic() + timeout
+    pending, awaited = list(results), {}
+    while pending:
+        still = []
+        for result in pending:
+            try:
+                done, awaited[result["name"]] = _check(module, client, result)
+            except RolloutFailed as e:
+                module.fail_json(msg=f"rollout failed: {e}", deployments=results)
+            if not done:
+                still.append(result)
+        pending = still
+        if pending and time.monotonic() > deadline:
+            states = "; ".join(awaited[name] for name in sorted(r["name"] for r in pending))
+            module.fail_json(msg=f"rollout not over after {timeout} s: {states}", deployments=results)
+        if pending:
+            time.sleep(2)
+
+
 def run(module, client):
-    p = module.params
     deployments = client.resource("Deployment", "apps/v1")
-    replicasets = client.resource("ReplicaSet", "apps/v1")
-    pods = client.resource("Pod", "v1")
-    ns = p["namespace"]
-    results = []
-    for name in p["names"]:
-        try:
-            current = deployments.get(name=name, namespace=ns).to_dict()
-        except Exception as e:
-            if getattr(e, "status", None) == 404:
-                module.fail_json(msg=f"Deployment {ns}/{name} does not exist; check names and namespace")
-            raise
-        have = ((current["spec"]["template"].get("metadata") or {}).get("annotations")) or {}
-        wanted = {k: str(v) for k, v in p["template_annotations"].items() if have.get(k) != str(v)}
-        if p["restart"]:
-            now = datetime.now(timezone.utc)  # noqa: UP017 - modules also run on Python < 3.11
-            wanted[RESTARTED_AT] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-        if wanted and not module.check_mode:
-            deployments.patch(
-                body={"spec": {"template": {"metadata": {"annotations": wanted}}}},
-                name=name,
-                namespace=ns,
-                content_type="application/merge-patch+json",
-            )
-        results.append({"name": name, "rolled_out": bool(wanted)})
-    if p["wait"] and not module.check_mode:
-        deadline = time.monotonic() + p["wait_timeout"]
-        pending = {r["name"] for r in results}
-        awaited = {}
-        while pending:
-            for result in results:
-                if result["name"] not in pending:
-                    continue
-                dep = deployments.get(name=result["name"], namespace=ns).to_dict()
-                selector = _selector(dep)
-                rs_list = _items(replicasets, ns, selector)
-                pod_list = _items(pods, ns, selector)
-                try:
-                    done, state = rollout_state(dep, rs_list, pod_list)
-                except RolloutFailed as e:
-                    module.fail_json(msg=f"rollout failed: {e}", deployments=results)
-                awaited[result["name"]] = state
-                if done:
-                    rs = newest_replicaset(dep, rs_list)
-                    new_hash = rs["metadata"]["labels"].get(HASH_LABEL)
-                    result.update(
-                        replicaset=rs["metadata"]["name"],
-                        pods=sorted(
-                            q["metadata"]["name"]
-                            for q in pod_list
-                            if is_ready(q) and q["metadata"]["labels"].get(HASH_LABEL) == new_hash
-                        ),
-                        state=state,
-                    )
-                    pending.discard(result["name"])
-            if pending and time.monotonic() > deadline:
-                module.fail_json(
-                    msg="rollout not over after {} s: {}".format(
-                        p["wait_timeout"], "; ".join(awaited[n] for n in sorted(pending))
-                    ),
-                    deployments=results,
-                )
-            if pending:
-                time.sleep(2)
+    results = [_roll(module, deployments, name) for name in module.params["names"]]
+    if module.params["wait"] and not module.check_mode:
+        _wait(module, client, results)
     module.exit_json(changed=any(r["rolled_out"] for r in results), deployments=results)
 
 
@@ -193,17 +201,7 @@ def main():
         wait_timeout=dict(type="int", default=600),
     )
     module = AnsibleK8SModule(argument_spec=argument_spec, supports_check_mode=True, check_k8s=False)
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.exceptions import CoreException
-
-    try:
-        client = get_api_client(module=module)
-    except CoreException as e:
-        module.fail_json(msg=f"cannot build a Kubernetes client: {e}; check kubeconfig and context")
-    try:
-        run(module, client)
-    except Exception as e:  # never a traceback: say what broke in one line
-        module.fail_json(msg=f"deployment_rollout failed: {type(e).__name__}: {' '.join(str(e).split())}")
+    run_k8s_module(module, "deployment_rollout", run)
 
 
 if __name__ == "__main__":

@@ -101,13 +101,11 @@ groups:
       returned: always
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.todo.platform.plugins.module_utils.kafka import (
     HAS_CONFLUENT_KAFKA,
-    KAFKA_CONNECTION_REQUIRED_IF,
-    KAFKA_CONNECTION_SPEC,
     KafkaFailure,
     connect,
+    kafka_module,
     run_kafka_module,
 )
 from ansible_collections.todo.platform.plugins.module_utils.providers import SettingError
@@ -207,13 +205,9 @@ def run(module):
 
 
 def main():
-    argument_spec = dict(KAFKA_CONNECTION_SPEC)
-    argument_spec.update(
+    module = kafka_module(
         prefix=dict(type="str", required=True),
         live_pods=dict(type="list", elements="str", required=True),
-    )
-    module = AnsibleModule(
-        argument_spec=argument_spec, required_if=KAFKA_CONNECTION_REQUIRED_IF, supports_check_mode=True
     )
     result = run_kafka_module(module, "kafka_consumer_group_cleanup", run)
     module.exit_json(**result)

@@ -91,12 +91,10 @@ groups:
       returned: always
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.todo.platform.plugins.module_utils.kafka import (
     HAS_CONFLUENT_KAFKA,
-    KAFKA_CONNECTION_REQUIRED_IF,
-    KAFKA_CONNECTION_SPEC,
     connect,
+    kafka_module,
     run_kafka_module,
 )
 from ansible_collections.todo.platform.plugins.module_utils.kafka_topics import lag_report
@@ -160,13 +158,9 @@ def collect(p):
 
 
 def main():
-    argument_spec = dict(KAFKA_CONNECTION_SPEC)
-    argument_spec.update(
+    module = kafka_module(
         groups=dict(type="list", elements="str", default=[]),
         topics=dict(type="list", elements="str", default=[]),
-    )
-    module = AnsibleModule(
-        argument_spec=argument_spec, required_if=KAFKA_CONNECTION_REQUIRED_IF, supports_check_mode=True
     )
     report = run_kafka_module(module, "kafka_consumer_lag_info", lambda m: collect(m.params))
     module.exit_json(changed=False, **report)

@@ -128,13 +128,11 @@ not_replayed:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.todo.platform.plugins.module_utils.kafka import (
     HAS_CONFLUENT_KAFKA,
-    KAFKA_CONNECTION_REQUIRED_IF,
-    KAFKA_CONNECTION_SPEC,
     KafkaFailure,
     connect,
+    kafka_module,
     run_kafka_module,
 )
 from ansible_collections.todo.platform.plugins.module_utils.kafka_dlq import (
@@ -270,17 +268,13 @@ def run(module):
 
 
 def main():
-    argument_spec = dict(KAFKA_CONNECTION_SPEC)
-    argument_spec.update(
+    module = kafka_module(
         topic=dict(type="str", required=True),
         dlq_topic=dict(type="str"),
         replay=dict(type="bool", default=False),
         event_ids=dict(type="list", elements="str", default=[]),
         replay_all=dict(type="bool", default=False),
         max_messages=dict(type="int", default=200),
-    )
-    module = AnsibleModule(
-        argument_spec=argument_spec, required_if=KAFKA_CONNECTION_REQUIRED_IF, supports_check_mode=True
     )
     result = run_kafka_module(module, "kafka_dlq", run)
     module.exit_json(**result)

@@ -104,14 +104,12 @@ topics:
   sample: [{name: task-events, partitions: 3, replication_factor: 1}]
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.todo.platform.plugins.module_utils.kafka import (
     HAS_CONFLUENT_KAFKA,
-    KAFKA_CONNECTION_REQUIRED_IF,
-    KAFKA_CONNECTION_SPEC,
     KafkaFailure,
     connect,
     describe_metadata,
+    kafka_module,
     missing_library_message,
 )
 from ansible_collections.todo.platform.plugins.module_utils.providers import SettingError
@@ -133,13 +131,9 @@ def probe(p):
 
 
 def main():
-    argument_spec = dict(KAFKA_CONNECTION_SPEC)
-    argument_spec.update(
+    module = kafka_module(
         topics=dict(type="list", elements="str", default=[]),
         fail_on_error=dict(type="bool", default=True),
-    )
-    module = AnsibleModule(
-        argument_spec=argument_spec, required_if=KAFKA_CONNECTION_REQUIRED_IF, supports_check_mode=True
     )
     if not HAS_CONFLUENT_KAFKA:
         module.fail_json(msg=missing_library_message("kafka_probe"), reachable=False, failure_class="")

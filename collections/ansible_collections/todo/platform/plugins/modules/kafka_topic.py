@@ -147,13 +147,11 @@ failure_class:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.todo.platform.plugins.module_utils.kafka import (
     HAS_CONFLUENT_KAFKA,
-    KAFKA_CONNECTION_REQUIRED_IF,
-    KAFKA_CONNECTION_SPEC,
     KafkaFailure,
     connect,
+    kafka_module,
     run_kafka_module,
 )
 from ansible_collections.todo.platform.plugins.module_utils.kafka_topics import (
@@ -347,13 +345,9 @@ def run(module):
 
 
 def main():
-    argument_spec = dict(KAFKA_CONNECTION_SPEC)
-    argument_spec.update(
+    module = kafka_module(
         topics=dict(type="list", elements="dict", required=True, options=TOPIC_SPEC),
         state=dict(type="str", choices=["present", "absent"], default="present"),
-    )
-    module = AnsibleModule(
-        argument_spec=argument_spec, required_if=KAFKA_CONNECTION_REQUIRED_IF, supports_check_mode=True
     )
     run_kafka_module(module, "kafka_topic", run)
 

@@ -105,6 +105,12 @@ import time
 
 from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
 from ansible_collections.kubernetes.core.plugins.module_utils.k8s.core import AnsibleK8SModule
+from ansible_collections.kubernetes.core.plugins.module_utils.k8s.service import hide_fields
+from ansible_collections.todo.platform.plugins.module_utils.k8s_apply import (
+    APPLIER_FIELDS,
+    api_error,
+    run_k8s_module,
+)
 from ansible_collections.todo.platform.plugins.module_utils.redact import Redactor
 
 RESOURCES = [
@@ -124,21 +130,7 @@ RESOURCES = [
 
 def _plain(item):
     obj = item.to_dict() if hasattr(item, "to_dict") else item
-    metadata = obj.get("metadata") or {}
-    metadata.pop("managedFields", None)
-    # a copy of the whole object as one string, where field names no longer guard the values
-    (metadata.get("annotations") or {}).pop("kubectl.kubernetes.io/last-applied-configuration", None)
-    return obj
-
-
-def _error(e):
-    body = getattr(e, "body", None)
-    if body:
-        try:
-            return json.loads(body).get("message") or str(body)
-        except (ValueError, AttributeError):
-            return str(body)
-    return " ".join(str(e).split())
+    return hide_fields(obj, APPLIER_FIELDS)
 
 
 def _decoded(value):
@@ -163,7 +155,7 @@ def collect(module, client):
 
         files["cluster/version.json"] = VersionApi(client.client.client).get_code().to_dict()
     except Exception as e:
-        missing.append(f"cluster/version.json: {_error(e)}")
+        missing.append(f"cluster/version.json: {api_error(e)}")
     try:
         files["cluster/nodes.json"] = [
             {
@@ -176,7 +168,7 @@ def collect(module, client):
             for n in get("v1", "Node")
         ]
     except Exception as e:
-        missing.append(f"cluster/nodes.json: {_error(e)}")
+        missing.append(f"cluster/nodes.json: {api_error(e)}")
 
     core = None
     for ns in p["namespaces"]:
@@ -184,63 +176,73 @@ def collect(module, client):
             secrets = get("v1", "Secret", ns)
         except Exception as e:
             # without the values nothing can be redacted by value: refuse rather than leak
-            module.fail_json(msg=f"cannot read the Secrets of namespace {ns} to redact them: {_error(e)}")
+            module.fail_json(msg=f"cannot read the Secrets of namespace {ns} to redact them: {api_error(e)}")
         files[f"{ns}/secrets.json"] = [
             {"name": s["metadata"]["name"], "type": s.get("type"), "keys": sorted(s.get("data") or {})}
             for s in secrets
         ]
-        for s in secrets:
-            for value in (s.get("data") or {}).values():
-                text = _decoded(value) if value else None
-                if text:
-                    known.append(text)
-                    # a JSON value (dockerconfigjson) holds secrets of its own
-                    try:
-                        inner = json.loads(text)
-                    except ValueError:
-                        inner = None
-                    stack = [inner]
-                    while stack:
-                        node = stack.pop()
-                        if isinstance(node, dict):
-                            stack.extend(node.values())
-                        elif isinstance(node, list):
-                            stack.extend(node)
-                        elif isinstance(node, str):
-                            known.append(node)
+        known.extend(_secret_values(secrets))
         for name, api_version, kind in RESOURCES:
             try:
                 files[f"{ns}/{name}.json"] = get(api_version, kind, ns)
             except Exception as e:
-                missing.append(f"{ns}/{name}.json: {_error(e)}")
+                missing.append(f"{ns}/{name}.json: {api_error(e)}")
         if core is None:
             from kubernetes.client import CoreV1Api
 
             core = CoreV1Api(client.client.client)
         for pod in files.get(f"{ns}/pods.json", []):
-            spec, status = pod.get("spec") or {}, pod.get("status") or {}
-            restarts = {c["name"]: c.get("restartCount", 0) for c in status.get("containerStatuses") or []}
-            for container in (spec.get("initContainers") or []) + (spec.get("containers") or []):
-                runs = [False] + ([True] if restarts.get(container["name"]) else [])
-                for previous in runs:
-                    path = "{}/logs/{}/{}{}.log".format(
-                        ns, pod["metadata"]["name"], container["name"], ".previous" if previous else ""
-                    )
-                    try:
-                        files[path] = core.read_namespaced_pod_log(
-                            pod["metadata"]["name"],
-                            ns,
-                            container=container["name"],
-                            tail_lines=p["log_lines"],
-                            since_seconds=p["log_since_seconds"],
-                            previous=previous,
-                            _request_timeout=30,
-                        )
-                    except Exception as e:
-                        missing.append(f"{path}: {_error(e)}")
+            _pod_logs(core, p, ns, pod, files, missing)
     for name, value in p["extra"].items():
         files[f"{name}.json"] = value
     return files, missing, known
+
+
+def _secret_values(secrets):
+    """Every decoded Secret value, and the strings inside a JSON value (dockerconfigjson)."""
+    known = []
+    for s in secrets:
+        for value in (s.get("data") or {}).values():
+            text = _decoded(value) if value else None
+            if not text:
+                continue
+            known.append(text)
+            try:
+                stack = [json.loads(text)]
+            except ValueError:
+                stack = []
+            while stack:
+                node = stack.pop()
+                if isinstance(node, dict):
+                    stack.extend(node.values())
+                elif isinstance(node, list):
+                    stack.extend(node)
+                elif isinstance(node, str):
+                    known.append(node)
+    return known
+
+
+def _pod_logs(core, p, ns, pod, files, missing):
+    """The logs of each container of ``pod``, and of its previous run after a restart."""
+    spec, status = pod.get("spec") or {}, pod.get("status") or {}
+    restarts = {c["name"]: c.get("restartCount", 0) for c in status.get("containerStatuses") or []}
+    for container in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+        for previous in [False] + ([True] if restarts.get(container["name"]) else []):
+            path = "{}/logs/{}/{}{}.log".format(
+                ns, pod["metadata"]["name"], container["name"], ".previous" if previous else ""
+            )
+            try:
+                files[path] = core.read_namespaced_pod_log(
+                    pod["metadata"]["name"],
+                    ns,
+                    container=container["name"],
+                    tail_lines=p["log_lines"],
+                    since_seconds=p["log_since_seconds"],
+                    previous=previous,
+                    _request_timeout=30,
+                )
+            except Exception as e:
+                missing.append(f"{path}: {api_error(e)}")
 
 
 def run(module, client):
@@ -293,17 +295,7 @@ def main():
         secret_values=dict(type="list", elements="str", default=[], no_log=True),
     )
     module = AnsibleK8SModule(argument_spec=argument_spec, supports_check_mode=True, check_k8s=False)
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.exceptions import CoreException
-
-    try:
-        client = get_api_client(module=module)
-    except CoreException as e:
-        module.fail_json(msg=f"cannot build a Kubernetes client: {e}; check kubeconfig and context")
-    try:
-        run(module, client)
-    except Exception as e:  # never a traceback: say what broke in one line
-        module.fail_json(msg=f"support_bundle failed: {type(e).__name__}: {' '.join(str(e).split())}")
+    run_k8s_module(module, "support_bundle", run)
 
 
 if __name__ == "__main__":

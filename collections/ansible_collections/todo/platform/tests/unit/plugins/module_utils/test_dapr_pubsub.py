@@ -12,9 +12,9 @@ from ansible_collections.todo.platform.plugins.module_utils.dapr_pubsub import (
     build_resources,
     consumer_group,
     duration_seconds,
-    mask_secret,
     parse_version,
 )
+from ansible_collections.todo.platform.plugins.module_utils.k8s_apply import masked as mask_secret
 from ansible_collections.todo.platform.plugins.module_utils.providers import SettingError, parse_brokers
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"

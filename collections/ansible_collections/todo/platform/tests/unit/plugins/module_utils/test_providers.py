@@ -18,14 +18,8 @@ from ansible_collections.todo.platform.plugins.modules.dapr_kafka_pubsub import 
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----"
 POOL = "ocid1.streampool.oc1.eu-frankfurt-1.amaaaaexample"
-OCI = dict(
-    tenancy="mytenancy",
-    domain="Default",
-    user="todo-streaming",
-    stream_pool_id=POOL,
-    bootstrap_servers=["cell-1.streaming.eu-frankfurt-1.oci.oraclecloud.com:9092"],
-    auth_token="token",
-)
+OCI = dict(tenancy="mytenancy", domain="Default", user="todo-streaming", stream_pool_id=POOL)
+OCI.update(bootstrap_servers=["cell-1.streaming.eu-frankfurt-1.oci.oraclecloud.com:9092"], auth_token="token")
 EH_CONN = "Endpoint=sb://todo-events.servicebus.windows.net/;SharedAccessKeyName=a;SharedAccessKey=k="
 EVENT_HUBS = dict(namespace="todo-events", tier="standard", connection_string=EH_CONN)
 CONFLUENT = dict(
