@@ -11,6 +11,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ["kind", "minikube", "oke", "aks", "gke"]
+# Test-only inventories (tests/deploy/inventories): an EKS-shaped one proves a new cloud needs no
+# role change; deployed on the test bed like the shipped ones.
+TEST_INVENTORIES = ["eks"]
+
+
+def inventory_dir(name: str) -> Path:
+    """A shipped inventory (inventories/<name>) or a test-only one (tests/deploy/inventories/<name>)."""
+    shipped = ROOT / "inventories" / name
+    return shipped if shipped.is_dir() else Path(__file__).parent / "inventories" / name
 NAMESPACES = ["todo", "kafka", "dapr-system", "monitoring", "logging", "todo-gateway"]
 
 # Test-only values for the secrets the inventories read from the environment.
@@ -35,6 +44,9 @@ TEST_SECRETS = {
     "TODO_AZURE_STORAGE_ACCOUNT": "todologs",
     "TODO_AZURE_STORAGE_KEY": "dGVzdC1henVyZS1zdG9yYWdlLWtleQ==",
     "TODO_GCS_SERVICE_ACCOUNT": "loki@todo-project.iam.gserviceaccount.com",
+    # The test-only EKS inventory's S3 store (tests/deploy/inventories/eks).
+    "TODO_AWS_S3_ACCESS_KEY_ID": "test-aws-s3-access-key-id",
+    "TODO_AWS_S3_SECRET_ACCESS_KEY": "test-aws-s3-secret-access-key",
     "TODO_EVENTHUBS_CONNECTION_STRING": (
         "Endpoint=sb://todo-events.servicebus.windows.net/;SharedAccessKeyName=todo;SharedAccessKey=dGVzdA=="
     ),

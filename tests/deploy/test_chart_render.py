@@ -32,9 +32,10 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_support import ENVIRONMENTS, ROOT, TEST_SECRETS, charts_dir
+from deploy_support import ENVIRONMENTS, ROOT, TEST_INVENTORIES, TEST_SECRETS, charts_dir, inventory_dir
 
 ROLES = ["kafka", "dapr", "monitoring", "logging"]
+INVENTORIES = ENVIRONMENTS + TEST_INVENTORIES
 #: Release name (as the role names it by default) -> chart name of its archive in the test data.
 CHARTS = {
     "strimzi": "strimzi-kafka-operator",
@@ -211,7 +212,7 @@ def render_role_values(
                 str(Path(sys.executable).with_name("ansible-playbook")),
                 str(playbook),
                 "-i",
-                str(ROOT / "inventories" / inventory),
+                str(inventory_dir(inventory)),
                 "-e",
                 json.dumps({**(extra_vars or {}), "chart_render_out": str(out)}),
             ],
@@ -234,9 +235,9 @@ def render_role_values(
 @pytest.fixture(scope="module")
 def role_values(tmp_path_factory) -> dict[str, list[dict]]:
     started = time.monotonic()
-    values = render_role_values(tmp_path_factory.mktemp("chart-values"), ENVIRONMENTS)
+    values = render_role_values(tmp_path_factory.mktemp("chart-values"), INVENTORIES)
     seconds = time.monotonic() - started
-    print(f"\nroles' helm values rendered for {len(ENVIRONMENTS)} inventories in {seconds:.0f} s")
+    print(f"\nroles' helm values rendered for {len(INVENTORIES)} inventories in {seconds:.0f} s")
     return values
 
 
@@ -408,7 +409,7 @@ def chart_archive(name: str, version: str) -> Path:
 # Tests without a cluster
 
 
-@pytest.mark.parametrize("inventory", ENVIRONMENTS)
+@pytest.mark.parametrize("inventory", INVENTORIES)
 def test_every_values_key_is_known_to_the_chart(role_values, inventory):
     installed = {r["name"]: r for r in role_values[inventory]}
     assert sorted(installed) == sorted(CHARTS), f"{inventory}: helm tasks found: {sorted(installed)}"
@@ -588,7 +589,7 @@ def helm_template(helm: Path, rel: dict, archive: Path, api_versions: list[str],
 
 @pytest.mark.testbed
 @pytest.mark.timeout(1800)
-@pytest.mark.parametrize("inventory", ENVIRONMENTS)
+@pytest.mark.parametrize("inventory", INVENTORIES)
 @pytest.mark.parametrize("name", list(CHARTS))
 def test_chart_renders_objects_the_api_server_accepts(
     role_values, api, helm_binary, inventory, name, tmp_path

@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from deploy_support import ENVIRONMENTS, NAMESPACES, crds_dir, run, tool_env
+from deploy_support import ENVIRONMENTS, NAMESPACES, TEST_INVENTORIES, crds_dir, inventory_dir, run, tool_env
 
 pytestmark = [pytest.mark.testbed, pytest.mark.timeout(3600)]
 
@@ -76,7 +76,7 @@ def dry_run(kube, env_name: str, tmp_path, extra: dict | None = None, *, tags: s
     overrides_file = tmp_path / f"overrides-{env_name}.json"
     overrides_file.write_text(json.dumps(overrides))
     env = tool_env(kube)
-    args = ["ansible-playbook", playbook, "-i", f"inventories/{env_name}", "--skip-tags", SKIP_TAGS,
+    args = ["ansible-playbook", playbook, "-i", str(inventory_dir(env_name)), "--skip-tags", SKIP_TAGS,
             "-e", f"@{overrides_file}",
             # The cloud inventories name their own contexts; here every one targets the test bed.
             "-e", f"cluster_kubeconfig={kube.kubeconfig}", "-e", f"cluster_context={kube.context}"]
@@ -101,9 +101,9 @@ def api(kube, tmp_path_factory):
     return kube
 
 
-@pytest.mark.parametrize("env_name", ENVIRONMENTS)
+@pytest.mark.parametrize("env_name", ENVIRONMENTS + TEST_INVENTORIES)
 def test_inventory_renders_objects_the_api_server_accepts(api, env_name, tmp_path):
-    if env_name == "gke":
+    if env_name in ("gke", "eks"):
         _strimzi_ca_secret(api, tmp_path)
     result = dry_run(api, env_name, tmp_path)
     tail = f"{result.stdout[-6000:]}\n{result.stderr[-2000:]}"
