@@ -26,9 +26,15 @@ configuration stays the one users run.
 Networking: kind's default CNI is kindnetd, whose module the proxy does not serve.  Instead
 containerd writes a ``ptp`` + ``host-local`` CNI configuration (Debian's plugins) from the node's
 pod CIDR (its CRI ``conf_template``), so pods get addresses without a CNI image; routes between
-nodes are not set up: clusters of one node (what the test bed runs).  ``/kind/manifests/
-default-cni.yaml`` is a ConfigMap that records this.  No storage manifest is shipped: kind then
-installs its host-path ``standard`` StorageClass (nothing here needs volumes).
+nodes are not set up: clusters of one node (what the test bed runs).  NetworkPolicies are enforced
+as kindnetd does it, by the engine kindnetd embeds: kube-network-policies (its v0.8.0 image of
+:mod:`testbed.monitoring_images`, preloaded like kind preloads kindnetd's) runs as a DaemonSet of
+``/kind/manifests/default-cni.yaml``, which kind applies at cluster creation.  It gives each new
+connection of a pod a verdict from a netfilter queue; this kernel has no nftables ``queue``
+expression (``CONFIG_NFT_QUEUE`` unset, no modules), so the nftables rules it writes are refused and
+a second container of the same pod sends the same packets to its queue with the xtables ``NFQUEUE``
+target instead (:data:`NFQUEUE_RULES`).  No storage manifest is shipped: kind then installs its
+host-path ``standard`` StorageClass (nothing here needs volumes).
 
 The result is cached as a ``docker save`` tarball in the tool cache (``kind-node-image-<key>``, the
 key a hash of every input) and loaded into the test bed's Docker engine::
@@ -50,6 +56,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from testbed import image_archive
 from testbed.core import ComponentError, MissingTool, ensure_cached, file_lock, log, state_dir
 from testbed.gobuild import (
     COREDNS_VERSION,
@@ -61,6 +68,8 @@ from testbed.gobuild import (
     ensure_built,
 )
 from testbed.images import docker_cli, ensure_base_image, image_exists, recipe_key
+from testbed.monitoring_images import archive_image
+from testbed.monitoring_images import spec as monitoring_spec
 
 NODE_IMAGE = f"kindest/node:{KUBERNETES_VERSION}"
 #: the label on the node image that names the content key it was built from
@@ -96,10 +105,52 @@ CNI_TEMPLATE = """\
 }
 """
 
-DEFAULT_CNI_MANIFEST = f"""\
+#: NetworkPolicy enforcement: kube-network-policies, the engine kindnetd embeds (sigs.k8s.io/kind
+#: images/kindnetd uses its dataplane with FailOpen and queue 101), preloaded in the node as kind
+#: preloads kindnetd's image
+NETPOL_IMAGE = monitoring_spec("kube-network-policies").ref
+NETPOL_QUEUE = 101
+
+#: What kube-network-policies' own nftables rules do (pkg/networkpolicy/controller.go,
+#: syncNFTablesRules: a postrouting chain before source NAT that skips the node's root processes and
+#: established flows and queues the rest of the pods' packets, bypassing the queue while no one listens),
+#: with the xtables NFQUEUE target: this kernel refuses nftables' queue expression ("Could not process
+#: rule: No such file or directory"; CONFIG_NFT_QUEUE is not set) and has xt_NFQUEUE. Every pod address
+#: of the node's pod CIDR is queued (upstream queues only pods that policies select; the engine accepts
+#: the others). DNS is queued here too: netpol runs with --netfilter-bug-1766-fix=false, the conntrack
+#: race it works around being fixed in kernels 6.12+ (this VM runs 6.18).
+NFQUEUE_RULES = r"""
+set -eu
+chain=KUBE-NETWORK-POLICIES
+ipt() { iptables -w 5 -t mangle "$@"; }
+remove() {
+  while ipt -D POSTROUTING -j "$chain" 2>/dev/null; do :; done
+  ipt -F "$chain" 2>/dev/null || true
+  ipt -X "$chain" 2>/dev/null || true
+}
+remove
+ipt -N "$chain"
+ipt -A "$chain" -m owner --uid-owner 0 -j RETURN
+ipt -A "$chain" -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN
+ipt -A "$chain" -s "$POD_SUBNET" -j NFQUEUE --queue-num "$QUEUE" --queue-bypass
+ipt -A "$chain" -d "$POD_SUBNET" -j NFQUEUE --queue-num "$QUEUE" --queue-bypass
+ipt -A POSTROUTING -j "$chain"
+echo "pod packets of $POD_SUBNET go to netfilter queue $QUEUE"
+trap 'remove; exit 0' TERM INT
+sleep infinity & wait $!
+"""
+
+# kind renders the file as a Go template when it says "would you kindly template this file" (its
+# installcni action), giving {{ .PodSubnet }}; kindnetd's manifest gets it the same way.
+DEFAULT_CNI_MANIFEST = (
+    """\
 # What kind applies as the default CNI of a node image built by the test bed (tests/testbed/kind_node.py).
+# would you kindly template this file
 # No CNI daemon runs: containerd writes a ptp + host-local configuration (Debian's CNI plugins) from
-# the node's pod CIDR, from {CNI_TEMPLATE_PATH}. Pods of different nodes are not routed to each other.
+# the node's pod CIDR, from @CNI_TEMPLATE_PATH@. Pods of different nodes are not routed to each other.
+# NetworkPolicies: kube-network-policies (what kindnetd embeds) gives each new connection of a pod a
+# verdict; the container nfqueue-rules queues the pods' packets to it (xtables NFQUEUE: this kernel has
+# no nftables queue expression).
 apiVersion: v1
 kind: ConfigMap
 metadata:
@@ -108,8 +159,103 @@ metadata:
 data:
   plugin: ptp
   ipam: host-local
-  template: {CNI_TEMPLATE_PATH}
-"""
+  template: @CNI_TEMPLATE_PATH@
+  networkPolicies: kube-network-policies
+---
+kind: ClusterRole
+apiVersion: rbac.authorization.k8s.io/v1
+metadata:
+  name: kube-network-policies
+rules:
+  - apiGroups: [""]
+    resources: [pods, namespaces]
+    verbs: [list, watch]
+  - apiGroups: [networking.k8s.io]
+    resources: [networkpolicies]
+    verbs: [list, watch]
+---
+kind: ClusterRoleBinding
+apiVersion: rbac.authorization.k8s.io/v1
+metadata:
+  name: kube-network-policies
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: kube-network-policies
+subjects:
+  - kind: ServiceAccount
+    name: kube-network-policies
+    namespace: kube-system
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: kube-network-policies
+  namespace: kube-system
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: kube-network-policies
+  namespace: kube-system
+  labels: {tier: node, app: kube-network-policies, k8s-app: kube-network-policies}
+spec:
+  selector:
+    matchLabels: {app: kube-network-policies}
+  template:
+    metadata:
+      labels: {tier: node, app: kube-network-policies, k8s-app: kube-network-policies}
+    spec:
+      hostNetwork: true
+      nodeSelector: {kubernetes.io/os: linux}
+      tolerations: [{operator: Exists}]
+      priorityClassName: system-node-critical
+      serviceAccountName: kube-network-policies
+      containers:
+        - name: kube-network-policies
+          image: @NETPOL_IMAGE@
+          args:
+            - /bin/netpol
+            - --hostname-override=$(MY_NODE_NAME)
+            - --v=2
+            - --nfqueue-id=@NETPOL_QUEUE@
+            - --fail-open
+            - --netfilter-bug-1766-fix=false
+          env:
+            - name: MY_NODE_NAME
+              valueFrom: {fieldRef: {fieldPath: spec.nodeName}}
+          volumeMounts:
+            - {name: nri-plugin, mountPath: /var/run/nri}
+            - {name: netns, mountPath: /var/run/netns, mountPropagation: HostToContainer}
+          resources:
+            requests: {cpu: 100m, memory: 50Mi}
+          securityContext:
+            privileged: true
+        - name: nfqueue-rules
+          image: registry.k8s.io/kube-proxy:@KUBERNETES_VERSION@
+          command: [/bin/sh, -c, @NFQUEUE_RULES@]
+          env:
+            - {name: POD_SUBNET, value: "{{ .PodSubnet }}"}
+            - {name: QUEUE, value: "@NETPOL_QUEUE@"}
+          volumeMounts:
+            - {name: xtables-lock, mountPath: /run/xtables.lock}
+          resources:
+            requests: {cpu: 10m, memory: 10Mi}
+          securityContext:
+            privileged: true
+      volumes:
+        - name: nri-plugin
+          hostPath: {path: /var/run/nri}
+        - name: netns
+          hostPath: {path: /var/run/netns}
+        - name: xtables-lock
+          hostPath: {path: /run/xtables.lock, type: FileOrCreate}
+""".replace("@CNI_TEMPLATE_PATH@", CNI_TEMPLATE_PATH)
+    .replace("@NETPOL_IMAGE@", NETPOL_IMAGE)
+    .replace("@NETPOL_QUEUE@", str(NETPOL_QUEUE))
+    .replace("@KUBERNETES_VERSION@", KUBERNETES_VERSION)
+    .replace("@NFQUEUE_RULES@", json.dumps(NFQUEUE_RULES))
+)
 
 #: On a cgroup v1 host that mounts no hugetlb, net_cls,net_prio or perf_event hierarchy (this VM), Docker
 #: gives the node none either; systemd mounts them inside the node after kind's entrypoint prepared
@@ -228,6 +374,23 @@ def kubernetes_module_dir() -> Path:
     return _module_dir("k8s.io/kubernetes", KUBERNETES_VERSION)
 
 
+def preloaded_refs() -> list[str]:
+    """Every image in the node's containerd: kubeadm's and the default CNI manifest's."""
+    return [*(i.ref for i in COMPONENT_IMAGES), NETPOL_IMAGE]
+
+
+def _netpol_image() -> image_archive.Image:
+    """kube-network-policies' image as :mod:`testbed.monitoring_images` makes it (same image id)."""
+    return archive_image(monitoring_spec("kube-network-policies"))
+
+
+def _image_digest(image: image_archive.Image) -> str:
+    digest = hashlib.sha256(image_archive.entries_digest(image_archive.base_entries()))
+    digest.update(image_archive.entries_digest(image.entries))
+    digest.update(json.dumps(image.config, sort_keys=True).encode() + image.created_by.encode())
+    return digest.hexdigest()
+
+
 def _tool_fingerprint(tool: GoTool) -> dict:
     wrapper = tool.wrapper
     return {
@@ -263,6 +426,7 @@ def node_image_key() -> str:
         "node_binaries": [list(b) for b in NODE_BINARIES],
         "kind": {"version": KIND_VERSION, "files": _tree_digest(kind_files)},
         "pause.c": hashlib.sha256(pause_c.read_bytes()).hexdigest(),
+        "cni_images": {NETPOL_IMAGE: _image_digest(_netpol_image())},
     }
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -432,6 +596,10 @@ def _build_node_image(host: str, key: str, out: Path) -> None:
         workdir = Path(tmp)
         for image in COMPONENT_IMAGES:
             build_component_image(host, image, workdir / "components")
+        cni_archive = workdir / "cni/images.tar"
+        cni_archive.parent.mkdir()
+        image_archive.write_archive(cni_archive, [_netpol_image()])
+        _docker(host, "load", "-i", str(cni_archive))
         timings["component_images"] = round(time.monotonic() - started, 1)
         stage = workdir / "node"
         _stage_node_files(stage)
@@ -448,7 +616,7 @@ def _build_node_image(host: str, key: str, out: Path) -> None:
                 host, "exec", "-i", container, "sh", "-c", "cat > /etc/containerd/cri-base.json",
                 input=_cri_base_spec(host, container),
             )  # fmt: skip
-            _import_images(host, container, [i.ref for i in COMPONENT_IMAGES])
+            _import_images(host, container, preloaded_refs())
             _docker(
                 host, "commit",
                 "--change", 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]',
@@ -477,7 +645,7 @@ def _build_node_image(host: str, key: str, out: Path) -> None:
     timings["saved"] = round(time.monotonic() - started, 1)
     (out / "image.json").write_text(
         json.dumps(
-            {"ref": NODE_IMAGE, "key": key, "images": [i.ref for i in COMPONENT_IMAGES], "seconds": timings},
+            {"ref": NODE_IMAGE, "key": key, "images": preloaded_refs(), "seconds": timings},
             indent=1,
         )
     )

@@ -278,16 +278,18 @@ def _config(image: Spec) -> dict:
     return config
 
 
+def archive_image(image: Spec) -> image_archive.Image:
+    """One image as the archive holds it (the kind node image preloads kube-network-policies' alone)."""
+    return image_archive.Image(
+        ref=image.ref,
+        entries=_entries(image),
+        config=_config(image),
+        created_by=f"/{image.path} from {gobuild.TOOLS[image.tool].module} {image.version}",
+    )
+
+
 def _images() -> list[image_archive.Image]:
-    return [
-        image_archive.Image(
-            ref=s.ref,
-            entries=_entries(s),
-            config=_config(s),
-            created_by=f"/{s.path} from {gobuild.TOOLS[s.tool].module} {s.version}",
-        )
-        for s in SPECS
-    ]
+    return [archive_image(s) for s in SPECS]
 
 
 def archive_key() -> str:

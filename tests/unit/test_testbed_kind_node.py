@@ -46,8 +46,18 @@ def test_staged_node_carries_the_settings_this_vm_needs(tmp_path, monkeypatch):
     dropin = tmp_path / "etc/systemd/system/kubelet.service.d/20-testbed-cgroup-v1.conf"
     assert "kubelet.slice" in dropin.read_text()
     assert (tmp_path / "kind/version").read_text() == kind_node.KUBERNETES_VERSION
-    manifest = yaml.safe_load((tmp_path / "kind/manifests/default-cni.yaml").read_text())
-    assert manifest["kind"] == "ConfigMap" and manifest["metadata"]["namespace"] == "kube-system"
+    manifest = (tmp_path / "kind/manifests/default-cni.yaml").read_text()
+    # kind templates the file only when it says so (its installcni action), giving the pod subnet
+    assert "would you kindly template this file" in manifest
+    documents = list(yaml.safe_load_all(manifest.replace("{{ .PodSubnet }}", "10.244.0.0/16")))
+    assert {d["metadata"]["namespace"] for d in documents if "namespace" in d["metadata"]} == {"kube-system"}
+    daemonset = next(d for d in documents if d["kind"] == "DaemonSet")
+    netpol, rules = daemonset["spec"]["template"]["spec"]["containers"]
+    assert netpol["image"] == kind_node.NETPOL_IMAGE and "--fail-open" in netpol["args"]
+    assert f"--nfqueue-id={kind_node.NETPOL_QUEUE}" in netpol["args"]
+    assert rules["command"][-1] == kind_node.NFQUEUE_RULES
+    assert {"name": "POD_SUBNET", "value": "10.244.0.0/16"} in rules["env"]
+    assert kind_node.NETPOL_IMAGE in kind_node.preloaded_refs()
     assert (tmp_path / "usr/local/bin/entrypoint").stat().st_mode & 0o111
 
 
