@@ -228,3 +228,36 @@ async def test_problem_details_for_unknown_routes_and_methods(client, user):
         "/api/tasks", content=b"{not json", headers={**user.headers, "content-type": "application/json"}
     )
     assert r.status_code == 422
+
+
+async def test_every_commit_that_queued_events_wakes_the_relay_and_no_other(client, user, new_task):
+    """One after-commit hook wakes the relay (routes do not): creates (one driver statement) and the
+    session commands that queued an event wake it; no-op commands, reads and logins do not."""
+    from todo.backend.service import wake_on_commit
+
+    wakes: list[str] = []
+    current = ["?"]
+    stop = wake_on_commit(client.app.state.db.engine, lambda: wakes.append(current[0]))
+    try:
+        current[0] = "create"
+        task = await new_task(user)
+        url = f"/api/tasks/{task['id']}"
+        steps = [
+            ("update", "PATCH", url, {"title": "new title"}),
+            ("same update", "PATCH", url, {"title": "new title"}),
+            ("complete", "POST", f"{url}/complete", None),
+            ("complete again", "POST", f"{url}/complete", None),
+            ("read", "GET", url, None),
+            ("list", "GET", "/api/tasks", None),
+            ("delete", "DELETE", url, None),
+        ]
+        for name, method, path, body in steps:
+            current[0] = name
+            r = await client.request(method, path, json=body, headers=user.headers)
+            assert r.status_code < 300, r.text
+        current[0] = "login"
+        r = await client.post("/api/auth/login", json={"email": user.email, "password": user.password})
+        assert r.status_code == 200
+    finally:
+        stop()
+    assert wakes == ["create", "update", "complete", "delete"]

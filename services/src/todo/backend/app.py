@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from todo.backend.auth_limits import AuthLimits
 from todo.backend.models import Outbox
 from todo.backend.routes import auth_router, internal_router, tasks_router
+from todo.backend.service import wake_on_commit
 from todo.backend.settings import BackendSettings
 from todo.common.app import create_service_app
 from todo.common.outbox import OutboxRelay
@@ -27,7 +28,12 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
             return None
         relay = OutboxRelay(app.state.db, Outbox, app.state.dapr, batch_size=settings.outbox_batch_size)
         app.state.relay = relay
+        app.state.stop_waking_relay = wake_on_commit(app.state.db.engine, relay.notify)
         return relay.run()
+
+    async def stop_waking_relay(app: FastAPI) -> None:
+        if app.state.relay is not None:
+            app.state.stop_waking_relay()
 
     limits = AuthLimits(
         client_per_minute=settings.auth_client_per_minute,
@@ -44,6 +50,7 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
         description=DESCRIPTION,
         routers=[auth_router, tasks_router, internal_router],
         on_startup=[start_relay],
+        on_shutdown=[stop_waking_relay],
         openapi_tags=[
             {"name": "auth", "description": "Accounts and access tokens"},
             {"name": "tasks", "description": "The current user's tasks"},

@@ -41,12 +41,6 @@ def _admitted(request: Request, email: str) -> AuthLimits:
     return limits
 
 
-def _notify_relay(request: Request) -> None:
-    relay = getattr(request.app.state, "relay", None)
-    if relay is not None:
-        relay.notify()
-
-
 @auth_router.post(
     "/register",
     status_code=status.HTTP_201_CREATED,
@@ -92,7 +86,6 @@ def _json(model: BaseModel, status_code: int = status.HTTP_200_OK) -> Response:
 )
 async def create_task(body: TaskCreate, user_id: CurrentUser, request: Request) -> Response:
     state = await service.create_task(request.app.state.db, user_id, body)
-    _notify_relay(request)
     # The snapshot built for the event is already TaskResponse's JSON (services/tests/backend/test_tasks.py
     # checks it against GET): no second validation and serialisation of the same task.
     return Response(orjson.dumps(state), status_code=status.HTTP_201_CREATED, media_type="application/json")
@@ -173,10 +166,9 @@ async def get_task(task_id: uuid.UUID, user_id: CurrentUser, session: ReadSessio
     summary="Change some fields (null clears description, due_at, tags, remind_before_minutes, recurrence)",
 )
 async def update_task(
-    task_id: uuid.UUID, body: TaskUpdate, user_id: CurrentUser, session: Session, request: Request
+    task_id: uuid.UUID, body: TaskUpdate, user_id: CurrentUser, session: Session
 ) -> Response:
     task = await service.update_task(session, user_id, task_id, body)
-    _notify_relay(request)
     return _json(_task(task))
 
 
@@ -186,11 +178,8 @@ async def update_task(
     responses=problem_responses(404),
     summary="Delete a task",
 )
-async def delete_task(
-    task_id: uuid.UUID, user_id: CurrentUser, session: Session, request: Request
-) -> Response:
+async def delete_task(task_id: uuid.UUID, user_id: CurrentUser, session: Session) -> Response:
     await service.delete_task(session, user_id, task_id)
-    _notify_relay(request)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -200,11 +189,8 @@ async def delete_task(
     responses=problem_responses(404),
     summary="Mark completed (idempotent)",
 )
-async def complete_task(
-    task_id: uuid.UUID, user_id: CurrentUser, session: Session, request: Request
-) -> Response:
+async def complete_task(task_id: uuid.UUID, user_id: CurrentUser, session: Session) -> Response:
     task = await service.set_completed(session, user_id, task_id, True)
-    _notify_relay(request)
     return _json(_task(task))
 
 
@@ -214,11 +200,8 @@ async def complete_task(
     responses=problem_responses(404),
     summary="Mark pending again (idempotent)",
 )
-async def reopen_task(
-    task_id: uuid.UUID, user_id: CurrentUser, session: Session, request: Request
-) -> Response:
+async def reopen_task(task_id: uuid.UUID, user_id: CurrentUser, session: Session) -> Response:
     task = await service.set_completed(session, user_id, task_id, False)
-    _notify_relay(request)
     return _json(_task(task))
 
 
@@ -233,9 +216,7 @@ async def reopen_task(
     summary="Create the next occurrence of a recurring task (Dapr service invocation only)",
 )
 async def next_occurrence(
-    task_id: uuid.UUID, body: NextOccurrenceRequest, session: Session, request: Request
+    task_id: uuid.UUID, body: NextOccurrenceRequest, session: Session
 ) -> Response:
     task, created = await service.create_next_occurrence(session, task_id, body)
-    if created:
-        _notify_relay(request)
     return _json(_task(task), status.HTTP_201_CREATED if created else status.HTTP_200_OK)
