@@ -16,7 +16,7 @@ from pydantic import Field
 from todo.common.app import create_service_app
 from todo.common.auth import jwt_keys_of, verified_token
 from todo.common.cloudevents import REMINDER_DUE, TOPIC_REMINDERS, TOPIC_TASK_EVENTS, CloudEvent
-from todo.common.consumer import AfterCommit, PoisonEvent, Skipped, subscribe
+from todo.common.consumer import AfterCommit, Handler, PoisonEvent, Skipped, subscribe
 from todo.common.context import bind
 from todo.common.errors import ProblemError
 from todo.common.logging import get_logger
@@ -87,7 +87,6 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
         heartbeat_interval=settings.ws_heartbeat_seconds,
         observer=HubMetrics(),
     )
-    max_age = settings.ws_max_event_age_seconds
     for event_type in KNOWN_TYPES:
         # The stale series exist from start-up (value 0), so an alert sees them before the first drop.
         topic = TOPIC_REMINDERS if event_type == REMINDER_DUE else TOPIC_TASK_EVENTS
@@ -108,50 +107,67 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
 
     @app.websocket("/ws")
     async def websocket_endpoint(websocket: WebSocket) -> None:
-        token, subprotocol = token_from(websocket)
-        await websocket.accept(subprotocol=subprotocol)
-        try:
-            if not token:
-                raise ProblemError(401, "missing-token", "no token")
-            user, expires_at = verified_token(token, jwt_keys_of(app))
-            user_id = str(user)
-        except ProblemError:
-            WEBSOCKET_DISCONNECTS.labels("auth_failed").inc()
-            await websocket.close(code=CLOSE_POLICY_VIOLATION, reason="authentication failed")
-            return
-        bind(user_id=user_id)
-        if hub.connections() >= settings.ws_max_connections:
-            WEBSOCKET_DISCONNECTS.labels("limit").inc()
-            await websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason="too many connections; retry later")
-            return
-        if hub.connections(user_id) >= settings.ws_max_connections_per_user:
-            WEBSOCKET_DISCONNECTS.labels("limit").inc()
-            await websocket.close(code=CLOSE_POLICY_VIOLATION, reason="too many connections for this user")
-            return
+        await _serve_websocket(websocket, app, hub, settings)
 
-        async def send(payload: bytes) -> None:
-            await websocket.send_text(payload.decode())
+    push, ledger = _pusher(hub, settings.ws_max_event_age_seconds), RecentIdsLedger(RecentIds())
+    for topic in (TOPIC_TASK_EVENTS, TOPIC_REMINDERS):
+        subscribe(app, topic, push, processed=ledger)
+    return app
 
-        async def close(code: int, reason: str) -> None:
-            await websocket.close(code=code, reason=reason)
 
-        conn = hub.connect(user_id, send, close)
-        writer = asyncio.create_task(hub.serve(conn))
-        reader = asyncio.create_task(_read(websocket, conn))
-        # The connection lives no longer than the token it was opened with.
-        expiry = asyncio.create_task(asyncio.sleep(max(0.0, expires_at - time.time())))
-        try:
-            done, _ = await asyncio.wait({writer, reader, expiry}, return_when=asyncio.FIRST_COMPLETED)
-            if expiry in done:
-                # the close frame first: a connection the hub has let go of is not closed again
-                await conn.close(CLOSE_POLICY_VIOLATION, "token expired")
-                await hub.disconnect(conn, "token_expired")
-        finally:
-            await hub.disconnect(conn, "client_closed")
-            for task in (reader, writer, expiry):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+async def _serve_websocket(
+    websocket: WebSocket, app: FastAPI, hub: Hub, settings: SyncSettings
+) -> None:
+    """One client's connection: authenticated by its token, within the limits, while the token lasts."""
+    token, subprotocol = token_from(websocket)
+    await websocket.accept(subprotocol=subprotocol)
+    try:
+        if not token:
+            raise ProblemError(401, "missing-token", "no token")
+        user, expires_at = verified_token(token, jwt_keys_of(app))
+        user_id = str(user)
+    except ProblemError:
+        WEBSOCKET_DISCONNECTS.labels("auth_failed").inc()
+        await websocket.close(code=CLOSE_POLICY_VIOLATION, reason="authentication failed")
+        return
+    bind(user_id=user_id)
+    if hub.connections() >= settings.ws_max_connections:
+        WEBSOCKET_DISCONNECTS.labels("limit").inc()
+        await websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason="too many connections; retry later")
+        return
+    if hub.connections(user_id) >= settings.ws_max_connections_per_user:
+        WEBSOCKET_DISCONNECTS.labels("limit").inc()
+        await websocket.close(code=CLOSE_POLICY_VIOLATION, reason="too many connections for this user")
+        return
+
+    async def send(payload: bytes) -> None:
+        await websocket.send_text(payload.decode())
+
+    async def close(code: int, reason: str) -> None:
+        await websocket.close(code=code, reason=reason)
+
+    conn = hub.connect(user_id, send, close)
+    writer = asyncio.create_task(hub.serve(conn))
+    reader = asyncio.create_task(_read(websocket, conn))
+    # The connection lives no longer than the token it was opened with.
+    expiry = asyncio.create_task(asyncio.sleep(max(0.0, expires_at - time.time())))
+    try:
+        done, _ = await asyncio.wait({writer, reader, expiry}, return_when=asyncio.FIRST_COMPLETED)
+        if expiry in done:
+            # the close frame first: a connection the hub has let go of is not closed again
+            await conn.close(CLOSE_POLICY_VIOLATION, "token expired")
+            await hub.disconnect(conn, "token_expired")
+    finally:
+        await hub.disconnect(conn, "client_closed")
+        for task in (reader, writer, expiry):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+def _pusher(hub: Hub, max_age: float) -> Handler:
+    """The consumer's handler: an event's message, pushed to its user's connections after the
+    event is claimed; poison for an unknown type or an event without a user; stale ones skipped."""
 
     async def push(_claimed: object, event: CloudEvent) -> AfterCommit:
         if event.type not in KNOWN_TYPES:
@@ -171,10 +187,7 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
 
         return send
 
-    ledger = RecentIdsLedger(RecentIds())
-    for topic in (TOPIC_TASK_EVENTS, TOPIC_REMINDERS):
-        subscribe(app, topic, push, processed=ledger)
-    return app
+    return push
 
 
 async def _read(websocket: WebSocket, conn: Any) -> None:
