@@ -311,6 +311,53 @@ def _place(pods, free):
     return None
 
 
+def _total_problems(rows, req, alloc, other, problems, culprits):
+    """The cluster's totals against the requests (appends to ``problems`` and ``culprits``)."""
+    free = {k: alloc[k] - other[k] for k in alloc}
+    for key, short in (
+        ("total_cpu", req["cpu"] > free["cpu"]),
+        ("total_memory", req["memory"] > free["memory"]),
+    ):
+        if short:
+            culprits += [r["name"] for r in sorted(rows, key=lambda r: (-r[key], r["name"]))[:3]]
+    if req["cpu"] > free["cpu"]:
+        problems.append(
+            f"needs {fmt_cpu(req['cpu'])}, the cluster has {fmt_cpu(free['cpu'])} allocatable"
+            + (f" left by other pods (of {fmt_cpu(alloc['cpu'])})" if other["cpu"] else "")
+        )
+    if req["memory"] > free["memory"]:
+        problems.append(
+            f"needs {fmt_mem(req['memory'])} memory, the cluster has {fmt_mem(free['memory'])} allocatable"
+            + (f" left by other pods (of {fmt_mem(alloc['memory'])})" if other["memory"] else "")
+        )
+    if req["pods"] > free["pods"]:
+        problems.append(f"needs {req['pods']} pods, the nodes allow {free['pods']} more")
+
+
+def _node_problems(workloads, sched, used, to_place, problems, culprits):
+    """Whether the per-node pods, then the other pods one by one, fit on the nodes."""
+    daemons = [w for w in workloads if w["per_node"]]
+    node_free = {}
+    for node in sched:
+        u = used[node["name"]]
+        node_free[node["name"]] = [
+            node["cpu"] - u[0] - sum(w["cpu"] for w in daemons),
+            node["memory"] - u[1] - sum(w["memory"] for w in daemons),
+            node["pods"] - u[2] - len(daemons),
+        ]
+    if any(v[0] < 0 or v[1] < 0 or v[2] < 0 for v in node_free.values()):
+        problems.append("the per-node pods (DaemonSets) do not fit on every node")
+        culprits += [w["name"] for w in daemons]
+        return
+    stuck = _place(to_place, node_free)
+    if stuck:
+        culprits.append(stuck[0])
+        problems.append(
+            f"a pod of {stuck[0]} ({fmt_cpu(stuck[1])}, {fmt_mem(stuck[2])}) fits on no node once "
+            "the larger pods are placed: the totals fit but the nodes are too small or too few"
+        )
+
+
 def check(workloads, nodes, pods=None, stack_namespaces=(), stack_labels=None):
     """Compare the workloads' requests with the schedulable nodes; returns the report (``fits``,
     ``problems`` in words, totals and per-workload rows)."""
@@ -330,7 +377,6 @@ def check(workloads, nodes, pods=None, stack_namespaces=(), stack_labels=None):
             to_place += [(w["name"], w["cpu"], w["memory"], w["distinct_nodes"])] * n
     alloc = {k: sum(node[k] for node in sched) for k in ("cpu", "memory", "pods")}
     other = {k: sum(u[i] for u in used.values()) for i, k in enumerate(("cpu", "memory", "pods"))}
-    free = {k: alloc[k] - other[k] for k in alloc}
 
     problems = []
     culprits = []  # the workloads whose settings would make the stack fit, most relevant first
@@ -341,45 +387,9 @@ def check(workloads, nodes, pods=None, stack_namespaces=(), stack_labels=None):
             f"needs {w['replicas']} nodes for {w['name']}'s required anti-affinity (one replica per node), "
             f"the cluster has {count} schedulable node{'s' if count != 1 else ''}"
         )
-    for key, short in (
-        ("total_cpu", req["cpu"] > free["cpu"]),
-        ("total_memory", req["memory"] > free["memory"]),
-    ):
-        if short:
-            culprits += [r["name"] for r in sorted(rows, key=lambda r: (-r[key], r["name"]))[:3]]
-    if req["cpu"] > free["cpu"]:
-        problems.append(
-            f"needs {fmt_cpu(req['cpu'])}, the cluster has {fmt_cpu(free['cpu'])} allocatable"
-            + (f" left by other pods (of {fmt_cpu(alloc['cpu'])})" if other["cpu"] else "")
-        )
-    if req["memory"] > free["memory"]:
-        problems.append(
-            f"needs {fmt_mem(req['memory'])} memory, the cluster has {fmt_mem(free['memory'])} allocatable"
-            + (f" left by other pods (of {fmt_mem(alloc['memory'])})" if other["memory"] else "")
-        )
-    if req["pods"] > free["pods"]:
-        problems.append(f"needs {req['pods']} pods, the nodes allow {free['pods']} more")
+    _total_problems(rows, req, alloc, other, problems, culprits)
     if not problems and count:
-        node_free = {}
-        for node in sched:
-            u = used[node["name"]]
-            daemons = [w for w in workloads if w["per_node"]]
-            node_free[node["name"]] = [
-                node["cpu"] - u[0] - sum(w["cpu"] for w in daemons),
-                node["memory"] - u[1] - sum(w["memory"] for w in daemons),
-                node["pods"] - u[2] - len(daemons),
-            ]
-        if any(v[0] < 0 or v[1] < 0 or v[2] < 0 for v in node_free.values()):
-            problems.append("the per-node pods (DaemonSets) do not fit on every node")
-            culprits += [w["name"] for w in workloads if w["per_node"]]
-        else:
-            stuck = _place(to_place, node_free)
-            if stuck:
-                culprits.append(stuck[0])
-                problems.append(
-                    f"a pod of {stuck[0]} ({fmt_cpu(stuck[1])}, {fmt_mem(stuck[2])}) fits on no node once "
-                    "the larger pods are placed: the totals fit but the nodes are too small or too few"
-                )
+        _node_problems(workloads, sched, used, to_place, problems, culprits)
     if not count:
         problems.insert(0, "the cluster has no schedulable node (all cordoned or tainted NoSchedule)")
     return {

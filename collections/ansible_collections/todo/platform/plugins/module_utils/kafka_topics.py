@@ -91,64 +91,71 @@ def plan(desired, current, provider="external", state="present"):
         if state == "absent":
             if have is not None:
                 actions.append(dict(op="delete", topic=name))
-            continue
-        if have is None:
-            if provider == "oci_streaming":
-                _check_oci_retention(t)
-            actions.append(
-                dict(
-                    op="create",
-                    topic=name,
-                    partitions=t["partitions"],
-                    replication_factor=t["replication_factor"],
-                    config=dict(t["config"]),
-                )
-            )
-            after[name] = dict(
-                partitions=t["partitions"] if t["partitions"] is not None else "broker default",
-                replication_factor=t["replication_factor"]
-                if t["replication_factor"] is not None
-                else "broker default",
-                config=dict(sorted(t["config"].items())),
-            )
-            continue
-        target = dict(before[name], config=dict(before[name]["config"]))
-        where = f"topic {name}"
-        if t["partitions"] is not None and t["partitions"] != have["partitions"]:
-            if provider == "oci_streaming":
-                raise SettingError(
-                    "partitions",
-                    f"{where}: OCI Streaming cannot change the partition count of a stream after creation "
-                    f"(has {have['partitions']}, asked {t['partitions']}); create a new stream instead",
-                )
-            if t["partitions"] < have["partitions"]:
-                raise SettingError(
-                    "partitions",
-                    f"{where}: Kafka cannot reduce partitions (has {have['partitions']}, asked "
-                    f"{t['partitions']}); keep {have['partitions']} or recreate the topic",
-                )
-            actions.append(dict(op="add_partitions", topic=name, partitions=t["partitions"]))
-            target["partitions"] = t["partitions"]
-        if t["replication_factor"] is not None and t["replication_factor"] != have["replication_factor"]:
-            raise SettingError(
-                "replication_factor",
-                f"{where}: changing the replication factor ({have['replication_factor']} -> "
-                f"{t['replication_factor']}) needs a partition reassignment, which this module does not do; "
-                "use kafka-reassign-partitions or recreate the topic",
-            )
-        changes = {k: v for k, v in t["config"].items() if have["config"].get(k) != v}
-        if changes:
-            if provider == "oci_streaming":
-                raise SettingError(
-                    "config",
-                    "{}: OCI Streaming cannot change {} after creation; create a new stream instead".format(
-                        where, ", ".join(sorted(changes))
-                    ),
-                )
-            actions.append(dict(op="alter_config", topic=name, config=changes))
-            target["config"].update(changes)
-        after[name] = target
+        elif have is None:
+            after[name] = _plan_create(t, provider, actions)
+        else:
+            after[name] = _plan_change(t, have, before[name], provider, actions)
     return actions, before, after
+
+
+def _plan_create(t, provider, actions):
+    if provider == "oci_streaming":
+        _check_oci_retention(t)
+    actions.append(
+        dict(
+            op="create",
+            topic=t["name"],
+            partitions=t["partitions"],
+            replication_factor=t["replication_factor"],
+            config=dict(t["config"]),
+        )
+    )
+    default = "broker default"
+    return dict(
+        partitions=default if t["partitions"] is None else t["partitions"],
+        replication_factor=default if t["replication_factor"] is None else t["replication_factor"],
+        config=dict(sorted(t["config"].items())),
+    )
+
+
+def _plan_change(t, have, before, provider, actions):
+    name = t["name"]
+    target = dict(before, config=dict(before["config"]))
+    where = f"topic {name}"
+    if t["partitions"] is not None and t["partitions"] != have["partitions"]:
+        if provider == "oci_streaming":
+            raise SettingError(
+                "partitions",
+                f"{where}: OCI Streaming cannot change the partition count of a stream after creation "
+                f"(has {have['partitions']}, asked {t['partitions']}); create a new stream instead",
+            )
+        if t["partitions"] < have["partitions"]:
+            raise SettingError(
+                "partitions",
+                f"{where}: Kafka cannot reduce partitions (has {have['partitions']}, asked "
+                f"{t['partitions']}); keep {have['partitions']} or recreate the topic",
+            )
+        actions.append(dict(op="add_partitions", topic=name, partitions=t["partitions"]))
+        target["partitions"] = t["partitions"]
+    if t["replication_factor"] is not None and t["replication_factor"] != have["replication_factor"]:
+        raise SettingError(
+            "replication_factor",
+            f"{where}: changing the replication factor ({have['replication_factor']} -> "
+            f"{t['replication_factor']}) needs a partition reassignment, which this module does not do; "
+            "use kafka-reassign-partitions or recreate the topic",
+        )
+    changes = {k: v for k, v in t["config"].items() if have["config"].get(k) != v}
+    if changes:
+        if provider == "oci_streaming":
+            raise SettingError(
+                "config",
+                "{}: OCI Streaming cannot change {} after creation; create a new stream instead".format(
+                    where, ", ".join(sorted(changes))
+                ),
+            )
+        actions.append(dict(op="alter_config", topic=name, config=changes))
+        target["config"].update(changes)
+    return target
 
 
 def _check_oci_retention(t):
