@@ -146,13 +146,18 @@ class TodoPlatform:
         self.processes: dict[str, ManagedProcess] = {}
         self.app_ports: dict[str, int] = {}
         self.dsn = ""
+        # Each service connects as its own role (todo.common.db_roles); roles are global to the
+        # server, so their names carry this platform's own prefix.
+        from todo.common.migrations import PACKAGES
+
+        self.role_prefix = f"{database}_{uuid.uuid4().hex[:8]}"
+        self.role_passwords = {package: uuid.uuid4().hex for package in PACKAGES}
         self.jwt_secret = TEST_JWT_SECRET
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start_all(self) -> TodoPlatform:
         self.dsn = self.pg.create_database(self.database)
-        for package in ("backend", "audit", "recurring", "notification", "sync"):
-            migrate(package, self.dsn)
+        self._migrate_with_service_roles()
         for service in SERVICES:
             self._write_resources(service)
             self.app_ports[service] = free_port()
@@ -166,6 +171,26 @@ class TodoPlatform:
         self._scrape()
         self.wait_pipeline()
         return self
+
+    def _migrate_with_service_roles(self) -> None:
+        """``todo-migrate all`` as a deployment runs it: migrations, then one role per service."""
+        import subprocess
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "DATABASE_"))}
+        env.update(DATABASE_URL=self.dsn, DB_SERVICE_ROLE_PREFIX=self.role_prefix,
+                   **{f"DB_PASSWORD_{p.upper()}": pw for p, pw in self.role_passwords.items()})
+        done = subprocess.run([str(Path(sys.executable).with_name("todo-migrate")), "all"], env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
+        if done.returncode:
+            raise ComponentError(f"todo-migrate all failed: {done.stderr.strip()[-2000:]}")
+
+    def service_dsn(self, service: str) -> str:
+        """The DSN of ``service``'s own database role (``self.dsn`` is the owner's)."""
+        from todo.cli import SERVICES as PACKAGE_OF
+
+        package = PACKAGE_OF[service]
+        login = f"{self.role_prefix}_{package}:{self.role_passwords[package]}"
+        return f"postgresql://{login}@{self.pg.host}:{self.pg.port}/{self.database}"
 
     def wait_pipeline(self, sync_key: str = "sync", timeout: float = 180.0) -> None:
         """Block until a task change made through the API reaches a WebSocket on ``sync_key``.
@@ -213,6 +238,8 @@ class TodoPlatform:
 
         with contextlib.suppress(psycopg.Error), psycopg.connect(self.pg.dsn(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+            for package in self.role_passwords:
+                conn.execute(f'DROP ROLE IF EXISTS "{self.role_prefix}_{package}"')
 
     def stop(self, service: str) -> None:
         """Stop the service and its sidecar (as a pod going away would)."""
@@ -293,7 +320,7 @@ class TodoPlatform:
         service = key.split("#")[0]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DAPR_", "TESTBED_"))}
         env.update(
-            DATABASE_URL=self.dsn,
+            DATABASE_URL=self.service_dsn(service),
             JWT_SECRET=self.jwt_secret,
             DAPR_HTTP_PORT=str(self.daprd[key].http_port),
             APP_API_TOKEN=TEST_APP_API_TOKEN,

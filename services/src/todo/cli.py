@@ -73,17 +73,43 @@ def serve_main(argv: list[str] | None = None) -> None:
     DrainingServer(config, app, drain_seconds).run()
 
 
+def _migrate_settings() -> type:
+    from pydantic import SecretStr
+
+    from todo.common.settings import ServiceSettings
+
+    class MigrateSettings(ServiceSettings):
+        #: Non-empty: after migrating, each service's role <prefix>_<package> gets exactly its own
+        #: schema (todo.common.db_roles). Empty: every service shares the migration's URL.
+        db_service_role_prefix: str = ""
+        #: A service role's password: the migration creates the role or resets its password
+        #: (needs CREATEROLE). Unset: the role must exist already (made by the operator).
+        db_password_backend: SecretStr | None = None
+        db_password_audit: SecretStr | None = None
+        db_password_recurring: SecretStr | None = None
+        db_password_notification: SecretStr | None = None
+        db_password_sync: SecretStr | None = None
+
+        def service_passwords(self) -> dict[str, str | None]:
+            return {
+                package: (secret.get_secret_value() or None) if secret else None
+                for package in PACKAGES
+                for secret in [getattr(self, f"db_password_{package}")]
+            }
+
+    return MigrateSettings
+
+
 def migrate_main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="todo-migrate", description="Apply Alembic migrations.")
     parser.add_argument("service", help=" | ".join(SERVICES) + " | all")
     parser.add_argument("--revision", default="head")
     args = parser.parse_args(argv)
     from todo.common.logging import configure_logging
-    from todo.common.settings import ServiceSettings
 
     configure_logging("migrate", os.environ.get("LOG_LEVEL", "INFO"))
     try:
-        settings = ServiceSettings()
+        settings = _migrate_settings()()
     except ValueError as exc:
         raise SystemExit(f"todo-migrate: invalid configuration: {exc}") from None
     url = settings.database_url.get_secret_value()
@@ -96,6 +122,21 @@ def migrate_main(argv: list[str] | None = None) -> None:
 
             detail = redact_text(f"{type(exc).__name__}: {exc}")[:500]
             raise SystemExit(f"todo-migrate: migrating {package} failed: {detail}") from None
+    if settings.db_service_role_prefix:
+        import asyncio
+
+        from todo.common.db_roles import ServiceRoleError, apply_service_roles
+
+        try:
+            asyncio.run(apply_service_roles(url, settings.db_service_role_prefix, packages,
+                                            settings.service_passwords()))
+        except ServiceRoleError as exc:
+            raise SystemExit(f"todo-migrate: {exc}") from None
+        except Exception as exc:
+            from todo.common.redaction import redact_text
+
+            detail = redact_text(f"{type(exc).__name__}: {exc}")[:500]
+            raise SystemExit(f"todo-migrate: granting the service roles failed: {detail}") from None
 
 
 if __name__ == "__main__":  # pragma: no cover
