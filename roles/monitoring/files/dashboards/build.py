@@ -1,17 +1,19 @@
-"""Source of the Grafana dashboards in roles/monitoring/files/dashboards/.
+"""Source of the Grafana dashboards beside it (roles/monitoring/files/dashboards/*.json).
 
-Run ``python tests/observability/dashboards_build.py`` after editing; ``test_dashboards.py``
-fails when the committed JSON differs from what this file builds. Every query goes through a
-datasource variable (``${datasource}`` for Prometheus, ``${loki}`` for Loki) whose default is
-the fixed uid of a datasource the monitoring role provisions.
+After editing, run ``python roles/monitoring/files/dashboards/build.py`` to rewrite the JSON;
+``--check`` only reports JSON that differs from this source (tests/unit/test_dashboards_current.py
+runs it in the unit stage). Every query goes through a datasource variable (``${datasource}`` for
+Prometheus, ``${loki}`` for Loki) whose default is the fixed uid of a datasource the monitoring
+role provisions.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parents[2] / "roles" / "monitoring" / "files" / "dashboards"
+OUT = Path(__file__).resolve().parent
 
 PROMETHEUS_UID = "todo-prometheus"
 LOKI_UID = "todo-loki"
@@ -530,8 +532,29 @@ def render_all() -> dict[str, str]:
     return {name: json.dumps(build(), indent=2, sort_keys=True) + "\n" for name, build in BUILDERS.items()}
 
 
-if __name__ == "__main__":
-    OUT.mkdir(parents=True, exist_ok=True)
+def stale() -> list[str]:
+    """The dashboards whose committed JSON differs from this source, and JSON without a source."""
+    built = render_all()
+    changed = [f"{name}.json" for name, text in built.items()
+               if not (OUT / f"{name}.json").is_file() or (OUT / f"{name}.json").read_text() != text]
+    orphans = [p.name for p in sorted(OUT.glob("*.json")) if p.stem not in built]
+    return changed + orphans
+
+
+def main(argv: list[str]) -> int:
+    if argv == ["--check"]:
+        problems = stale()
+        for name in problems:
+            print(f"{OUT / name} differs from its source: run python {Path(__file__)}", file=sys.stderr)
+        return 1 if problems else 0
+    if argv:
+        print(f"usage: {Path(__file__).name} [--check]", file=sys.stderr)
+        return 2
     for name, text in render_all().items():
         (OUT / f"{name}.json").write_text(text)
         print(f"wrote {OUT / (name + '.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # ansible-test sanity and units for the todo.platform collection, run locally (no containers).
 #
-#   tests/integration/kafka_wiring/run_ansible_test.sh            sanity + units
-#   tests/integration/kafka_wiring/run_ansible_test.sh sanity     only sanity
-#   tests/integration/kafka_wiring/run_ansible_test.sh units      only units
+#   collections/ansible_collections/todo/platform/tests/runner/run_ansible_test.sh            sanity + units
+#   collections/ansible_collections/todo/platform/tests/runner/run_ansible_test.sh sanity     only sanity
+#   collections/ansible_collections/todo/platform/tests/runner/run_ansible_test.sh units      only units
 #
 # ansible-test needs the collection's dependencies in the same ansible_collections tree, so it
 # runs on a scratch copy of the collection next to a link to the kubernetes.core that the ansible
@@ -16,10 +16,10 @@
 #   shellcheck - the collection has no shell scripts (and shellcheck is not installed);
 #   pslint     - PowerShell (pwsh) is not available on Linux here and the collection has no .ps1 files.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+ROOT=$(cd "$SRC/../../../.." && pwd)
 export PATH="$ROOT/.venv/bin:$PATH"
 export PYTHONDONTWRITEBYTECODE=1
-SRC="$ROOT/collections/ansible_collections/todo/platform"
 
 # ansible-test bootstraps pip in its virtual environments with a script from a host outside the
 # registries this machine reaches; give it a stand-in that uses ensurepip + the package index.
@@ -30,7 +30,7 @@ print(get_venv_packages(NativePythonConfig(version="3.11"))["pip"])
 PY
 )
 get_pip="$HOME/.ansible/test/cache/get_pip_${pip_version//./_}.py"
-stand_in="$ROOT/tests/integration/kafka_wiring/ansible_test_get_pip.py"
+stand_in="$SRC/tests/runner/ansible_test_get_pip.py"
 if [ ! -s "$get_pip" ] || grep -q "Stand-in for the pip bootstrap script" "$get_pip"; then
   mkdir -p "$(dirname "$get_pip")"
   cp "$stand_in" "$get_pip"
@@ -41,7 +41,8 @@ scratch=$(mktemp -d "${TMPDIR:-/tmp}/todo-platform-ansible-test.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
 mkdir -p "$scratch/ansible_collections/todo" "$scratch/ansible_collections/kubernetes"
 cp -a "$SRC" "$scratch/ansible_collections/todo/platform"
-rm -rf "$scratch/ansible_collections/todo/platform/tests/output"
+# The runner itself is a tool of this repository, not part of the collection ansible-test checks.
+rm -rf "$scratch/ansible_collections/todo/platform/tests/output" "$scratch/ansible_collections/todo/platform/tests/runner"
 find "$scratch/ansible_collections/todo/platform" -name __pycache__ -prune -exec rm -rf {} +
 ln -s "$k8s_core" "$scratch/ansible_collections/kubernetes/core"
 cd "$scratch/ansible_collections/todo/platform"
