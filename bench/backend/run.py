@@ -15,7 +15,10 @@ on all of them alike instead of on whichever server happened to run then.
 
 Usage (from the repo root, takes about three and a half minutes):
   .venv/bin/python bench/backend/run.py [--seconds 12] [--rounds 6] [--clients 32] [--pool-size N]
-      [--write-docs]
+      [--compare NAME=SRC ...] [--write-docs]
+``--compare`` adds a server running the services' source in SRC (a directory holding ``todo``, e.g.
+an export of another commit's ``services/src``) to the same rotation, and prints its throughput
+against the others': two versions of the code measured side by side in one run.
 PostgreSQL comes from the test bed (a running `scripts/testbed up` is reused, otherwise one is started).
 Not part of the test suite: numbers depend on the machine; only the ratios are meaningful.
 """
@@ -67,7 +70,7 @@ class Server:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a loaded machine starts a server slowly
         while time.monotonic() < deadline:
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -133,7 +136,15 @@ async def load(
         try:
             while time.monotonic() < stop_at:
                 t0 = time.perf_counter()
-                status = await _request(reader, writer, raw)
+                try:
+                    status = await _request(reader, writer, raw)
+                except (ConnectionError, asyncio.IncompleteReadError):
+                    # the server closed the connection (an idle keep-alive timing out on a
+                    # loaded machine): an error, then a new connection
+                    errors += 1
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    continue
                 latencies.append(time.perf_counter() - t0)
                 if status != expect:
                     errors += 1
@@ -217,6 +228,13 @@ def main() -> None:
         default=None,
         help="database connections of every server but the default-pool one (default: one per client)",
     )
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="NAME=SRC",
+        help="also measure the backend from the source directory SRC (holding todo/) as 'backend (NAME)'",
+    )
     parser.add_argument("--write-docs", action="store_true", help="update docs/performance.md")
     args = parser.parse_args()
     pool_size = args.pool_size or args.clients
@@ -239,13 +257,14 @@ def main() -> None:
             "APP_API_TOKEN": "bench-app-token-" + "x" * 16,
         }
 
-        def backend(name: str, instrumentation: bool, pool: int) -> Server:
+        def backend(name: str, instrumentation: bool, pool: int, source: str | None = None) -> Server:
             port = free_port()
             env = {
                 **common_env,
                 "PORT": str(port),
                 "INSTRUMENTATION": str(instrumentation).lower(),
                 "DB_POOL_SIZE": str(pool),
+                **({"PYTHONPATH": str(Path(source).resolve())} if source else {}),
             }
             return Server(name, [str(Path(PY).parent / "todo-service"), "backend"], env, port, ROOT)
 
@@ -272,12 +291,18 @@ def main() -> None:
             Path(__file__).parent,
         )
         servers.append(floor)
+        compared = {}
+        for spec in args.compare:
+            name, _, source = spec.partition("=")
+            servers.append(backend(f"backend-{name}", True, pool_size, source))
+            compared[f"backend ({name})"] = (servers[-1].port, token)
         results = asyncio.run(
             interleaved(
                 {
                     "backend": (instrumented.port, token),
                     "backend (instrumentation off)": (plain.port, token),
                     DEFAULT_POOL_ROW: (default_pool.port, token),
+                    **compared,
                     "floor": (floor.port, None),
                 },
                 args.clients,
@@ -331,6 +356,12 @@ def render(results: dict[str, dict], idle_rss: float, args: argparse.Namespace) 
         f"| create p95 ({DEFAULT_POOL_ROW}) | {results[DEFAULT_POOL_ROW]['create']['p95_ms']:.1f} ms | – |",
         f"| idle RSS of the backend process | {idle_rss:.0f} MB | ≤ 120 MB |",
     ]
+    others = [f"backend ({spec.partition('=')[0]})" for spec in args.compare]
+    if others:
+        lines += ["", "| create throughput | " + " | ".join(others) + " |", "|---|" + "---|" * len(others)]
+        for name in others:
+            ratios = [results[name]["create"]["rps"] / results[o]["create"]["rps"] for o in others]
+            lines.append(f"| {name} / … | " + " | ".join(f"{r:.3f}" for r in ratios) + " |")
     lines += [
         "",
         "What the backend does per request that the floor does not: JWT verification (remembered per",

@@ -121,22 +121,16 @@ def test_timestamps_are_rfc3339_utc_with_microseconds_and_follow_the_clock(monke
         assert abs(parsed.timestamp() - now) < 1e-5, (stamp, now)
 
 
-def test_the_access_line_is_the_line_the_generic_logger_writes():
-    """access_line builds its line directly; it must match, field for field and in order, what a
-    structlog call with the same fields writes (only the timestamps differ)."""
-    from todo.common.logging import access_line
-
-    stream = io.StringIO()
-    configure_logging("backend", "INFO", stream=stream)
-    try:
-        bind_request("rid-9", trace_from_traceparent(None))
-        bind(user_id="u-1", task_id="t-1")
-        fields = {"method": "GET", "path": "/reset/token=abc123", "status": 201, "duration_ms": 1.25}
-        access_line(*fields.values())
-        get_logger("todo.access").info("request", **fields)
-    finally:
-        clear_log_context()
-    direct, generic = (json.loads(line) for line in stream.getvalue().splitlines())
-    assert direct.pop("timestamp") and generic.pop("timestamp")
-    assert list(direct.items()) == list(generic.items())
-    assert direct["path"] == "/reset/token=[REDACTED]"
+def test_structlog_and_stdlib_lines_share_one_writer_whatever_the_stream():
+    """Loggers structlog cached before a reconfiguration write to the new stream, binary or text."""
+    log = get_logger("todo.test.cached")
+    first, second = io.StringIO(), io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    configure_logging("backend", "INFO", stream=first)
+    log.info("one")
+    configure_logging("backend", "INFO", stream=second)
+    log.info("two")
+    logging.getLogger("uvicorn.error").info("three")
+    second.flush()
+    assert [line["message"] for line in _lines(first)] == ["one"]
+    written = second.buffer.getvalue().decode().splitlines()
+    assert [json.loads(line)["message"] for line in written] == ["two", "three"]

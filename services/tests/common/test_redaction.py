@@ -81,10 +81,12 @@ def test_the_cheap_precheck_never_skips_a_string_the_patterns_would_change(text)
 
 def test_the_message_is_redacted_and_the_generated_fields_kept():
     import json
+    import logging
 
     from todo.common.logging import render_line
 
-    line = json.loads(render_line("todo.test", "info", {"event": "password=x", "level": "debug"}))
+    logger = logging.getLogger("todo.test")
+    line = json.loads(render_line(logger, "info", {"event": "password=x", "level": "debug"}))
     assert line["message"] == f"password={REDACTED}" and line["level"] == "info"
     assert line["logger"] == "todo.test" and line["timestamp"].endswith("Z")
 

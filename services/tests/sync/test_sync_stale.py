@@ -78,8 +78,9 @@ async def test_old_task_event_is_acknowledged_counted_logged_and_not_pushed(serv
     )
     fresh = task_event("updated", task_snapshot(user, title="now"), time=now - timedelta(seconds=MAX_AGE / 2))
     before = await stale_count(server, "task-events", "com.todo.task.updated") or 0.0
-    log = io.StringIO()  # every log line goes through the handler's stream (todo.common.logging)
-    monkeypatch.setattr(todo_logging._handler, "stream", log)
+    log = io.StringIO()  # every log line goes through one output (todo.common.logging)
+    monkeypatch.setattr(todo_logging._output, "_write", lambda data: log.write(data.decode()))
+    monkeypatch.setattr(todo_logging._output, "_flush", log.flush)
     async with websockets.connect(f"ws://{server}/ws", subprotocols=["bearer", token_for(user)]) as ws:
         for event in (old, edge, fresh):
             assert (await post_event(server, event)).json() == {"status": "SUCCESS"}

@@ -5,10 +5,10 @@ Fields (docs/contracts.md): ``timestamp`` (RFC 3339 UTC), ``level``, ``service``
 ``user_id``, ``task_id``, ``event_id``, ``event_type``; callers add ``duration_ms`` and ``error``.
 Secrets are redacted before rendering.
 
-Every line, structlog's or a stdlib record's, is built by one function (``render_line``) rather than
-a chain of structlog processors: a chain of ten small processors and the stdlib LogRecord path cost
-about three times as much CPU per line, and the access log writes a line per request
-(docs/performance.md, "Observability cost").
+Every line goes through one structlog processor chain (``PROCESSORS``) ending in orjson bytes,
+structlog's documented fast path (``JSONRenderer(serializer=orjson.dumps)`` with a
+``BytesLogger``); stdlib records (uvicorn, SQLAlchemy) are run through the same chain by
+``StdlibRecords`` and written by the same logger, under its one lock.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 import structlog
@@ -58,124 +58,110 @@ def _error_fields(event_dict: dict[str, Any]) -> None:
         event_dict["error"] = f"{type(error).__name__}: {error}"
 
 
-def render_line(logger_name: str, method: str, event_dict: dict[str, Any]) -> str:
-    """The JSON line of one log call: contract fields first, then the call's fields, then the
-    bound context (request_id, trace_id, user_id, ...) unless the call set the same key; the
-    message and every field redacted (the context when it was bound)."""
+def drop_below_level(_logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Here rather than in structlog's level-filtering logger classes: loggers are cached on first
+    use, and configure_logging may run again with another level (tests do)."""
+    if _LEVELS.get(_LEVEL_NAMES.get(method, method).upper(), logging.ERROR) < _min_level:
+        raise structlog.DropEvent
+    return event_dict
+
+
+def contract_fields(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """The contract's fields first, then the call's (their exceptions as ``error``), all redacted."""
     if "exc_info" in event_dict or "error" in event_dict:
         _error_fields(event_dict)
     line: dict[str, Any] = {
         "timestamp": _timestamp(),
         "level": _LEVEL_NAMES.get(method, method),
         "service": event_dict.pop("service", _service_name),
-        "logger": event_dict.pop("logger", logger_name),
+        "logger": event_dict.pop("logger", getattr(logger, "name", None) or "todo"),
         "message": redact_text(str(event_dict.pop("event", ""))),
     }
-    event_dict.pop("timestamp", None)
-    event_dict.pop("level", None)
-    event_dict.pop("message", None)
+    for key in ("timestamp", "level", "message"):
+        event_dict.pop(key, None)
     for key, value in event_dict.items():
         line[key] = redact_field(key, value)
-    return _with_context_as_json(line)
+    return line
 
 
-def _with_context_as_json(line: dict[str, Any]) -> str:
-    """The finished line: the bound context (request_id, trace_id, user_id, ...) appended unless the
-    line has the same key, as JSON."""
-    for key, value in log_fields().items():  # redacted when bound
-        if key not in line:
-            line[key] = value
-    return orjson.dumps(line, default=str).decode()
+def bound_context(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """The context bound to the request or event (redacted when bound), unless the call set the key."""
+    for key, value in log_fields().items():
+        if key not in event_dict:
+            event_dict[key] = value
+    return event_dict
 
 
-def _enabled(method: str) -> bool:
-    return _LEVELS.get(_LEVEL_NAMES.get(method, method).upper(), logging.ERROR) >= _min_level
+PROCESSORS: list[Any] = [
+    drop_below_level,
+    contract_fields,
+    bound_context,
+    structlog.processors.JSONRenderer(serializer=orjson.dumps, default=str),
+]
 
 
-def _structlog_line(logger: JSONLineLogger, method: str, event_dict: dict[str, Any]) -> str:
-    # The level check is here rather than in structlog's level-filtering logger classes: loggers
-    # are cached on first use, and configure_logging may run again with another level (tests do).
-    if not _enabled(method):
-        raise structlog.DropEvent
-    return render_line(logger.name, method, event_dict)
+def render_line(logger: Any, method: str, event_dict: dict[str, Any]) -> bytes:
+    """The chain run on one event (a stdlib record's); raises structlog.DropEvent below the level."""
+    for processor in PROCESSORS:
+        event_dict = processor(logger, method, event_dict)
+    return event_dict  # type: ignore[return-value] - the renderer's bytes
 
 
-def access_line(method: str, path: str, status: int, duration_ms: float) -> None:
-    """The access log's line for one request: what ``get_logger("todo.access").info("request",
-    method=..., path=..., status=..., duration_ms=...)`` writes, built directly. One line per
-    request makes it the busiest log call; the generic path's per-field work and structlog's
-    bound-logger machinery were most of its cost (docs/performance.md)."""
-    if _min_level > logging.INFO:
-        return
-    line: dict[str, Any] = {
-        "timestamp": _timestamp(),
-        "level": "info",
-        "service": _service_name,
-        "logger": "todo.access",
-        "message": "request",
-        "method": redact_text(method),
-        "path": redact_text(path),
-        "status": status,
-        "duration_ms": duration_ms,
-    }
-    _write(_with_context_as_json(line))
+class _Output:
+    """The stream every line goes to; configure_logging points it elsewhere. One object for the
+    whole process, so the loggers structlog caches (and their lock) keep writing here."""
+
+    def __init__(self) -> None:
+        self.target(sys.stdout)
+
+    def target(self, stream: Any) -> None:
+        binary: BinaryIO | None = getattr(stream, "buffer", None)
+        if binary is not None:
+            self._write, self._flush = binary.write, binary.flush
+        else:  # a text stream (tests capture lines in a StringIO)
+            self._write, self._flush = (lambda data: stream.write(data.decode())), stream.flush
+
+    def write(self, data: bytes) -> None:
+        self._write(data)
+
+    def flush(self) -> None:
+        self._flush()
 
 
-#: The handler every line is written through; configure_logging replaces it.
-_handler: logging.Handler = logging.StreamHandler(sys.stdout)
+_output = _Output()
+_lines = structlog.BytesLogger(_output)  # type: ignore[arg-type] - write/flush is all it needs
 
 
-def _write(line: str) -> None:
-    handler = _handler
-    handler.acquire()
-    try:
-        stream = handler.stream  # type: ignore[attr-defined]
-        stream.write(line + "\n")
-        stream.flush()
-    finally:
-        handler.release()
+class StdlibRecords(logging.Handler):
+    """Stdlib records (uvicorn, SQLAlchemy, asyncio) through the same chain and the same writer."""
 
-
-class JSONLineLogger:
-    """The end of structlog's pipeline: writes the rendered line through the root handler (its
-    stream and lock), where stdlib records (uvicorn, SQLAlchemy) go too, so lines never interleave.
-    structlog lines skip the stdlib machinery (LogRecord, caller lookup, handler dispatch)."""
-
-    def __init__(self, name: str = "todo") -> None:
-        self.name = name
-
-    def msg(self, line: str) -> None:
-        _write(line)
-
-    debug = info = warning = warn = error = critical = fatal = exception = log = msg
-
-
-class JSONLineFormatter(logging.Formatter):
-    """Formats stdlib records (uvicorn, SQLAlchemy, asyncio) into the same JSON line."""
-
-    def format(self, record: logging.LogRecord) -> str:
+    def emit(self, record: logging.LogRecord) -> None:
         event_dict: dict[str, Any] = {"event": record.getMessage()}
         if record.exc_info:
             event_dict["exc_info"] = record.exc_info
-        return render_line(record.name, record.levelname.lower(), event_dict)
+        try:
+            _lines.msg(render_line(record, record.levelname.lower(), event_dict))
+        except structlog.DropEvent:
+            return
+        except Exception:
+            self.handleError(record)
 
 
 def configure_logging(service: str, level: str = "INFO", stream: Any = None) -> None:
-    """Route structlog and stdlib logging (uvicorn included) through one JSON renderer on stdout."""
-    global _service_name, _handler, _min_level
+    """Route structlog and stdlib logging (uvicorn included) through one JSON chain on stdout."""
+    global _service_name, _min_level
     _service_name = service
     numeric = _LEVELS.get(level.upper(), logging.INFO)
-    handler = logging.StreamHandler(stream or sys.stdout)
-    handler.setFormatter(JSONLineFormatter())
-    _handler, _min_level = handler, numeric
+    _min_level = numeric
+    _output.target(stream or sys.stdout)
     structlog.configure(
-        processors=[_structlog_line],
-        logger_factory=JSONLineLogger,
+        processors=PROCESSORS,
+        logger_factory=structlog.BytesLoggerFactory(_output),  # type: ignore[arg-type]
         wrapper_class=structlog.make_filtering_bound_logger(logging.NOTSET),
         cache_logger_on_first_use=True,
     )
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [StdlibRecords()]
     root.setLevel(numeric)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "sqlalchemy", "alembic", "httpx"):
         lg = logging.getLogger(name)

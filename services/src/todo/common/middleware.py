@@ -10,9 +10,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from todo.common.auth import token_matches
 from todo.common.context import bind_request, clean_request_id, trace_from_traceparent
 from todo.common.errors import problem_response
-from todo.common.logging import access_line
+from todo.common.logging import get_logger
 
 _QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+_access_log = get_logger("todo.access")
 
 
 class RequestContextMiddleware:
@@ -50,11 +51,12 @@ class RequestContextMiddleware:
         finally:
             path = scope.get("path", "")
             if self.access_log and scope["type"] == "http" and (path not in _QUIET_PATHS or status >= 400):
-                access_line(
-                    scope.get("method", ""),
-                    path,
-                    status,
-                    round((time.perf_counter() - start) * 1000, 2),
+                _access_log.info(
+                    "request",
+                    method=scope.get("method", ""),
+                    path=path,
+                    status=status,
+                    duration_ms=round((time.perf_counter() - start) * 1000, 2),
                 )
 
 
