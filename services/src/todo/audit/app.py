@@ -17,10 +17,13 @@ from todo.common.consumer import subscribe
 from todo.common.db import Session
 from todo.common.errors import ProblemError, problem_responses
 from todo.common.settings import ServiceSettings
+from todo.common.validation import ApiDatetime
 
 SERVICE = "audit"
 
 router = APIRouter(tags=["audit"])
+#: what ?type= takes: an audited type, with or without its "com.todo." prefix
+_TYPE_NAMES = {*AUDITED_TYPES, *(t.removeprefix("com.todo.") for t in AUDITED_TYPES)}
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -41,11 +44,15 @@ async def read_audit_trail(
     user_id: CurrentUser,
     session: Session,
     task_id: uuid.UUID | None = None,
-    event_type: Annotated[str | None, Query(alias="type")] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    event_type: Annotated[
+        str | None, Query(alias="type", json_schema_extra={"enum": sorted(_TYPE_NAMES)})
+    ] = None,
+    since: ApiDatetime | None = None,
+    until: ApiDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="next_cursor of the previous page (else 400)")
+    ] = None,
 ) -> dict[str, Any]:
     if event_type is not None and full_type(event_type) not in AUDITED_TYPES:
         known = ", ".join(sorted(AUDITED_TYPES))
@@ -72,4 +79,3 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     )
     subscribe(app, TOPIC_TASK_EVENTS, audit_task_event, processed=ProcessedEvent)
     return app
-

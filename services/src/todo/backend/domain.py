@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -76,21 +77,37 @@ class TagsMatch(StrEnum):
     any = "any"
 
 
-def normalize_tags(tags: list[str]) -> list[str]:
-    """Trim, lower-case and de-duplicate (first occurrence wins); at most 10 tags of 1–50 characters."""
+#: A character a tag may hold: not a comma (the list separator of the ?tags= filter), no whitespace
+#: but the plain space, no control or invisible formatting character. (A lone surrogate, which no
+#: JSON Schema pattern can name, is refused as text PostgreSQL cannot store.)
+_TAG_CHAR = (
+    r"[^,\s\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff"
+    r"\ufff9-\ufffb]"
+)
+#: One tag as a client sends it: 1-50 characters, spaces inside, surrounding spaces trimmed. The
+#: OpenAPI document publishes this pattern; the API applies exactly it.
+TAG_WORD = rf"{_TAG_CHAR}(?:(?:{_TAG_CHAR}| ){{0,{MAX_TAG_LENGTH - 2}}}{_TAG_CHAR})?"
+TAG_PATTERN = rf"^ *{TAG_WORD} *$"
+#: The ?tags= filter also takes comma-separated tags in one value (empty parts are ignored).
+TAG_LIST_PATTERN = rf"^ *(?:{TAG_WORD})?(?: *, *(?:{TAG_WORD})?)* *$"
+_TAG = re.compile(TAG_PATTERN)
+
+
+def normalize_tags(tags: list[str], *, limit: int | None = MAX_TAGS) -> list[str]:
+    """Trim, lower-case and de-duplicate (first occurrence wins); each tag matches TAG_PATTERN."""
     result: list[str] = []
     for raw in tags:
+        # fullmatch: a JSON Schema (ECMA 262) $ is the end of the text, Python's search would also
+        # stop before a final newline
+        if not _TAG.fullmatch(raw):
+            raise ValueError(
+                f"a tag is 1-{MAX_TAG_LENGTH} characters without commas, control or invisible characters"
+            )
         tag = storable_text(raw).strip().lower()
-        if not tag:
-            raise ValueError("tags must not be empty")
-        if len(tag) > MAX_TAG_LENGTH:
-            raise ValueError(f"a tag is at most {MAX_TAG_LENGTH} characters")
-        if "," in tag or any(ch.isspace() and ch != " " for ch in tag) or not tag.isprintable():
-            raise ValueError("tags must not contain commas or control characters")
         if tag not in result:
             result.append(tag)
-    if len(result) > MAX_TAGS:
-        raise ValueError(f"at most {MAX_TAGS} distinct tags")
+    if limit is not None and len(result) > limit:
+        raise ValueError(f"at most {limit} distinct tags")
     return result
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import re
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 import orjson
@@ -12,8 +12,19 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from todo.backend import service
 from todo.backend.auth_limits import AuthLimits
-from todo.backend.domain import Priority, SortKey, SortOrder, Status, TagsMatch, normalize_tags
+from todo.backend.domain import (
+    TAG_LIST_PATTERN,
+    Cursor,
+    InvalidCursor,
+    Priority,
+    SortKey,
+    SortOrder,
+    Status,
+    TagsMatch,
+    normalize_tags,
+)
 from todo.backend.schemas import (
+    TITLE_PATTERN,
     LoginRequest,
     NextOccurrenceRequest,
     RegisterRequest,
@@ -26,8 +37,8 @@ from todo.backend.schemas import (
 )
 from todo.common.auth import CurrentUser, create_access_token, jwt_keys_of, require_app_token
 from todo.common.db import ReadSession, Session
-from todo.common.errors import problem_responses
-from todo.common.validation import storable_text, utc_datetime
+from todo.common.errors import ProblemError, problem_responses
+from todo.common.validation import ApiDatetime, storable_text
 
 auth_router = APIRouter(prefix="/api/auth", tags=["auth"])
 tasks_router = APIRouter(prefix="/api/tasks", tags=["tasks"], responses=problem_responses(401, 422))
@@ -92,8 +103,12 @@ async def create_task(body: TaskCreate, user_id: CurrentUser, request: Request) 
 
 
 def _tags_query(values: list[str]) -> list[str]:
-    parts = [p for v in values for p in storable_text(v).split(",") if p.strip()]
-    return normalize_tags(parts)
+    """Tags of the filter: each value is one tag or comma-separated tags (empty parts ignored)."""
+    for value in values:
+        if not _TAG_LIST.fullmatch(value):
+            raise ValueError("tags: comma-separated tags of 1-50 characters without control characters")
+    parts = [p for v in values for p in v.split(",") if p.strip()]
+    return normalize_tags(parts, limit=None)
 
 
 def _q(value: str) -> str:
@@ -103,17 +118,32 @@ def _q(value: str) -> str:
     return value
 
 
-QueryTime = Annotated[datetime, AfterValidator(utc_datetime)]
+_TAG_LIST = re.compile(TAG_LIST_PATTERN)
+QueryTime = ApiDatetime
 
 
-@tasks_router.get("", response_model=TaskPage, summary="List, filter, search and sort tasks")
+def _page_cursor(cursor: str | None, sort: SortKey, order: SortOrder) -> None:
+    """A cursor this API did not hand out is refused here, before the query (400 bad-cursor)."""
+    if cursor is not None:
+        try:
+            Cursor.decode(cursor, sort, order)
+        except InvalidCursor as exc:
+            raise ProblemError(400, "bad-cursor", str(exc)) from None
+
+
+@tasks_router.get(
+    "",
+    response_model=TaskPage,
+    responses=problem_responses(400),
+    summary="List, filter, search and sort tasks",
+)
 async def list_tasks(
     user_id: CurrentUser,
     request: Request,
     status_: Annotated[Status | None, Query(alias="status")] = None,
     priority: Annotated[list[Priority] | None, Query(description="repeat for several")] = None,
     tags: Annotated[
-        list[Annotated[str, Field(max_length=500)]] | None,
+        list[Annotated[str, Field(max_length=500, json_schema_extra={"pattern": TAG_LIST_PATTERN})]] | None,
         Query(max_length=20, description="repeat or comma-separate"),
         AfterValidator(lambda v: _tags_query(v) if v else v),
     ] = None,
@@ -123,14 +153,22 @@ async def list_tasks(
     overdue: Annotated[bool | None, Query(description="pending and due in the past")] = None,
     q: Annotated[
         str | None,
-        Query(min_length=1, max_length=200, description="full-text search in title and description"),
+        Query(
+            min_length=1,
+            max_length=200,
+            description="full-text search in title and description",
+            json_schema_extra={"pattern": TITLE_PATTERN},
+        ),
         AfterValidator(lambda v: _q(v) if v is not None else v),
     ] = None,
     sort: SortKey = SortKey.created,
     order: SortOrder = SortOrder.desc,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=500, description="next_cursor of the previous page (else 400)")
+    ] = None,
 ) -> Response:
+    _page_cursor(cursor, sort, order)
     filters = service.TaskFilter(
         status=status_,
         priority=priority or [],
@@ -215,8 +253,6 @@ async def reopen_task(task_id: uuid.UUID, user_id: CurrentUser, session: Session
     },
     summary="Create the next occurrence of a recurring task (Dapr service invocation only)",
 )
-async def next_occurrence(
-    task_id: uuid.UUID, body: NextOccurrenceRequest, session: Session
-) -> Response:
+async def next_occurrence(task_id: uuid.UUID, body: NextOccurrenceRequest, session: Session) -> Response:
     task, created = await service.create_next_occurrence(session, task_id, body)
     return _json(_task(task), status.HTTP_201_CREATED if created else status.HTTP_200_OK)

@@ -9,12 +9,28 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from todo.backend.domain import Freq, Priority, Status, check_recurrence_fits, normalize_tags
-from todo.common.validation import storable_text, utc_datetime
-
-_EMAIL = re.compile(
-    r"^[^@\s,;<>()\[\]\\\"]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+from todo.backend.domain import (
+    MAX_TAGS,
+    TAG_PATTERN,
+    Freq,
+    Priority,
+    Status,
+    check_recurrence_fits,
+    normalize_tags,
 )
+from todo.common.validation import JSON_INTEGER, STORABLE_TEXT_PATTERN, ApiDatetime, storable_text
+
+#: A registrable e-mail address: a local part without spaces, separators, quotes or control
+#: characters, and a domain of DNS labels (surrounding whitespace is trimmed). Published as the
+#: ``pattern`` of the register body; the API applies exactly it.
+EMAIL_PATTERN = (
+    r"^[ \t\n\r]*[^@\s,;<>()\[\]\\\"\x00-\x1f\x7f]{1,64}"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+[ \t\n\r]*$"
+)
+_EMAIL = re.compile(EMAIL_PATTERN)
+#: A title: at least one character that is not whitespace (it is trimmed), storable text.
+TITLE_PATTERN = r"^[^\x00]*[^\s\x00\x1c-\x1f][^\x00]*$"  # \x1c-\x1f: Python's strip() takes them
 
 
 def _title(value: str) -> str:
@@ -25,25 +41,36 @@ def _title(value: str) -> str:
 
 
 def _email(value: str) -> str:
-    value = storable_text(value).strip().lower()
-    if len(value) > 254 or not _EMAIL.match(value):
+    if not _EMAIL.fullmatch(value):
         raise ValueError("not a valid e-mail address")
-    return value
+    return value.strip().lower()
 
 
-UtcDatetime = Annotated[datetime, AfterValidator(utc_datetime)]
-Title = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_title)]
-Description = Annotated[str, Field(max_length=2000), AfterValidator(storable_text)]
-Tags = Annotated[
-    list[Annotated[str, Field(max_length=200)]], Field(max_length=50), AfterValidator(normalize_tags)
+def _text(pattern: str = STORABLE_TEXT_PATTERN) -> dict[str, str]:
+    """The pattern the document shows for a string (pydantic would check a ``pattern=`` with its own
+    regex engine, which lacks Python's; the validators apply the rule)."""
+    return {"pattern": pattern}
+
+
+UtcDatetime = ApiDatetime
+Title = Annotated[
+    str, Field(min_length=1, max_length=200, json_schema_extra=_text(TITLE_PATTERN)), AfterValidator(_title)
 ]
+Description = Annotated[str, Field(max_length=2000, json_schema_extra=_text()), AfterValidator(storable_text)]
+Tag = Annotated[str, Field(max_length=200, json_schema_extra=_text(TAG_PATTERN))]
+Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS), AfterValidator(normalize_tags)]
 RemindBefore = Annotated[
-    int, Field(ge=0, le=525_600, description="minutes before due_at; null = no reminder")
+    int, Field(ge=0, le=525_600, description="minutes before due_at; null = no reminder"), JSON_INTEGER
 ]
 Email = Annotated[
-    str, Field(min_length=3, max_length=254, examples=["ada@example.com"]), AfterValidator(_email)
+    str,
+    Field(min_length=3, max_length=254, examples=["ada@example.com"], json_schema_extra=_text(EMAIL_PATTERN)),
+    AfterValidator(_email),
 ]
-Password = Annotated[str, Field(min_length=8, max_length=128), AfterValidator(storable_text)]
+Password = Annotated[
+    str, Field(min_length=8, max_length=128, json_schema_extra=_text()), AfterValidator(storable_text)
+]
+AnyText = Annotated[str, AfterValidator(storable_text)]
 
 
 class Strict(BaseModel):
@@ -52,9 +79,11 @@ class Strict(BaseModel):
 
 class Recurrence(Strict):
     freq: Freq
-    interval: int = Field(1, ge=1, le=1000)
+    interval: Annotated[int, Field(ge=1, le=1000), JSON_INTEGER] = 1
     until: UtcDatetime | None = None
-    count: int | None = Field(None, ge=1, le=10_000, description="total occurrences in the series")
+    count: Annotated[int, Field(ge=1, le=10_000), JSON_INTEGER] | None = Field(
+        None, description="total occurrences in the series"
+    )
 
 
 class RegisterRequest(Strict):
@@ -63,8 +92,8 @@ class RegisterRequest(Strict):
 
 
 class LoginRequest(Strict):
-    email: Annotated[str, Field(min_length=1, max_length=254), AfterValidator(storable_text)]
-    password: Annotated[str, Field(min_length=1, max_length=128), AfterValidator(storable_text)]
+    email: Annotated[AnyText, Field(min_length=1, max_length=254, json_schema_extra=_text())]
+    password: Annotated[AnyText, Field(min_length=1, max_length=128, json_schema_extra=_text())]
 
 
 class UserResponse(BaseModel):
@@ -99,9 +128,10 @@ class TaskCreate(Strict):
 class TaskUpdate(Strict):
     """Partial update: absent fields stay as they are; ``null`` clears a field that may be empty."""
 
-    title: Title | None = None
+    # absent = unchanged; never null (the schema says so: a default without a null type)
+    title: Title = None  # type: ignore[assignment]
     description: Description | None = None
-    priority: Priority | None = None
+    priority: Priority = None  # type: ignore[assignment]
     tags: Tags | None = None
     due_at: UtcDatetime | None = None
     remind_before_minutes: RemindBefore | None = None

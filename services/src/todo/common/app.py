@@ -18,6 +18,7 @@ from todo.common.health import ReadinessCheck, add_health_routes, database_ready
 from todo.common.logging import configure_logging, get_logger
 from todo.common.metrics import MetricsMiddleware, metrics_endpoint
 from todo.common.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from todo.common.openapi import complete_responses
 from todo.common.settings import ServiceSettings
 
 #: A hook gets the app; startup hooks may return a coroutine to run as a background task for the
@@ -116,6 +117,7 @@ def create_service_app(
     document_bearer_auth(app, routers)
     for router in routers:
         app.include_router(router)
+    complete_responses(app)
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_bytes=settings.max_request_body_bytes,

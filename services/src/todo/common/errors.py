@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from todo.common.logging import get_logger
 
@@ -78,7 +79,22 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(str(part) for part in loc)
 
 
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
 async def _validation_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
+    content_type = request.headers.get("content-type")
+    if (
+        content_type
+        and not _is_json(content_type)
+        and any(tuple(err.get("loc", ()))[:1] == ("body",) for err in exc.errors())
+    ):
+        # FastAPI hands a body that is not JSON to validation as bytes; the fault is the media type
+        return problem_response(
+            request, 415, "unsupported-media-type", "The request body must be application/json."
+        )
     errors = [
         {
             "field": _location(err.get("loc", ())),
@@ -92,14 +108,40 @@ async def _validation_handler(request: Request, exc: RequestValidationError) -> 
     return problem_response(request, 422, "validation-error", detail, errors=errors)
 
 
+#: The problem type of an HTTPException raised by Starlette or FastAPI themselves
+HTTP_ERROR_PROBLEMS = {
+    400: "bad-request",
+    401: "unauthorized",
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "payload-too-large",
+}
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route of the app serves at this path. Starlette's 405 names only the route
+    that matched the path first (``Allow: POST`` for /api/tasks, which serves GET too); the app's
+    routers are asked for each method instead."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
+    ]
+    return ", ".join(allowed)
+
+
 async def _http_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     status = exc.status_code
-    slug = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 400: "bad-request",
-            413: "payload-too-large"}.get(
-        status, "http-error"
-    )
+    slug = HTTP_ERROR_PROBLEMS.get(status, "http-error")
     detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(status, "Error")
-    return problem_response(request, status, slug, detail, headers=getattr(exc, "headers", None))
+    headers = dict(getattr(exc, "headers", None) or {})
+    if status == 405:
+        headers["Allow"] = allowed_methods(request)
+    return problem_response(request, status, slug, detail, headers=headers or None)
 
 
 async def _problem_handler(request: Request, exc: ProblemError) -> JSONResponse:
