@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -23,7 +23,7 @@ from todo.common.settings import ServiceSettings
 
 #: A hook gets the app; startup hooks may return a coroutine to run as a background task for the
 #: app's lifetime (e.g. an outbox relay), cancelled at shutdown.
-StartupHook = Callable[[FastAPI], Awaitable[Awaitable[Any] | None]]
+StartupHook = Callable[[FastAPI], Awaitable[Coroutine[Any, Any, Any] | None]]
 ShutdownHook = Callable[[FastAPI], Awaitable[None]]
 
 _log = get_logger("todo.app")

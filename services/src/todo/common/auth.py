@@ -147,7 +147,7 @@ def _verified_token(token: str, keys: JwtKeys) -> tuple[uuid.UUID, float]:
 
 
 def jwt_keys_of(app: Any) -> JwtKeys:
-    keys = app.state.jwt_keys
+    keys: JwtKeys | None = app.state.jwt_keys
     if keys is None:
         raise ProblemError(503, "auth-unavailable", "Authentication is not configured on this service.")
     return keys

@@ -27,7 +27,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import orjson
 from fastapi import Depends, FastAPI, Request
@@ -325,7 +325,7 @@ def _entry_key(entry: dict[str, Any]) -> str | None:
     if isinstance(metadata, dict):
         for name in ("__key", "partitionKey"):
             if isinstance(metadata.get(name), str) and metadata[name]:
-                return metadata[name]
+                return cast(str, metadata[name])
     event = entry.get("event")
     subject = event.get("subject") if isinstance(event, dict) else None
     return subject if isinstance(subject, str) and subject else None

@@ -50,7 +50,7 @@ def _json_text(value: Any) -> str:
 
 
 #: The dialect driver statements are compiled for; JSON serialised as the engines serialise it.
-_DRIVER_DIALECT = PGDialect_asyncpg(json_serializer=_json_text)
+_DRIVER_DIALECT = PGDialect_asyncpg(json_serializer=_json_text)  # type: ignore[no-untyped-call]  # unannotated
 
 #: Errors after which a driver connection cannot be trusted: the server or the socket went away, or
 #: the statement was interrupted half-way. A plain PostgresError (a constraint, a syntax error)
@@ -75,7 +75,7 @@ class DriverStatement:
     """
 
     def __init__(self, statement: Executable) -> None:
-        compiled = statement.compile(dialect=_DRIVER_DIALECT)
+        compiled = statement.compile(dialect=_DRIVER_DIALECT)  # type: ignore[attr-defined]  # a ClauseElement
         self.sql = str(compiled)
         self._names = tuple(compiled.positiontup or ())
         binds = [compiled.binds[name] for name in self._names]
@@ -216,7 +216,9 @@ class Database:
         arguments = statement.arguments(params)
         pooled = await self.engine.raw_connection()
         try:
-            return await pooled.driver_connection.execute(statement.sql, *arguments)
+            driver: Any = pooled.driver_connection
+            status: str = await driver.execute(statement.sql, *arguments)
+            return status
         except BaseException as exc:
             if isinstance(exc, asyncpg.PostgresError) and not isinstance(exc, _LOST_CONNECTION_ERRORS):
                 raise  # the statement failed, the connection is fine

@@ -15,11 +15,13 @@ ReadinessCheck = Callable[[FastAPI], Awaitable[bool]]
 
 
 async def database_ready(app: FastAPI) -> bool:
-    return await app.state.db.ping()
+    ready: bool = await app.state.db.ping()
+    return ready
 
 
 async def sidecar_ready(app: FastAPI) -> bool:
-    return await app.state.dapr.healthy()
+    ready: bool = await app.state.dapr.healthy()
+    return ready
 
 
 def add_health_routes(app: FastAPI, checks: dict[str, ReadinessCheck]) -> None:

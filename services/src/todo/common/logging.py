@@ -104,7 +104,7 @@ def render_line(logger: Any, method: str, event_dict: dict[str, Any]) -> bytes:
     """The chain run on one event (a stdlib record's); raises structlog.DropEvent below the level."""
     for processor in PROCESSORS:
         event_dict = processor(logger, method, event_dict)
-    return event_dict  # type: ignore[return-value] - the renderer's bytes
+    return event_dict  # type: ignore[return-value]  # the renderer's bytes
 
 
 class _Output:
@@ -129,7 +129,7 @@ class _Output:
 
 
 _output = _Output()
-_lines = structlog.BytesLogger(_output)  # type: ignore[arg-type] - write/flush is all it needs
+_lines = structlog.BytesLogger(_output)  # type: ignore[arg-type]  # write/flush is all it needs
 
 
 class StdlibRecords(logging.Handler):

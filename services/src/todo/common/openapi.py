@@ -43,7 +43,7 @@ _HEALTH_PATHS = ("/healthz", "/readyz")
 
 def problem_response(status: int) -> dict[str, Any]:
     """An OpenAPI response of problem+json whose ``type`` is one of the status' problem types."""
-    body = copy.deepcopy(PROBLEM_SCHEMA)
+    body: dict[str, Any] = copy.deepcopy(PROBLEM_SCHEMA)
     schema = body["content"][PROBLEM_JSON]["schema"]
     schema["properties"]["type"] = {
         "type": "string",
@@ -72,7 +72,7 @@ def complete_responses(app: FastAPI) -> None:
         (route.path_format, method.lower())
         for route in app.routes
         if isinstance(route, APIRoute) and route.include_in_schema and _uses_app_token(route)
-        for method in route.methods
+        for method in route.methods or ()
     }
 
     def openapi() -> dict[str, Any]:

@@ -23,6 +23,7 @@ import time
 import uuid
 import zlib
 from collections import deque
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -72,7 +73,8 @@ class OutboxMixin:
 
     @declared_attr.directive
     def __table_args__(cls) -> tuple[Any, ...]:  # noqa: N805 - SQLAlchemy passes the class
-        return (Index(f"ix_{cls.__tablename__}_unsent", "seq", postgresql_where=text("sent_at IS NULL")),)
+        table: str = cls.__tablename__  # type: ignore[attr-defined]  # set by each mapped subclass
+        return (Index(f"ix_{table}_unsent", "seq", postgresql_where=text("sent_at IS NULL")),)
 
 
 def add_event(
@@ -83,7 +85,7 @@ def add_event(
     partition_key: str | None,
 ) -> OutboxMixin:
     """Queue ``event`` (a built CloudEvent) for publishing; commits with the caller's transaction."""
-    row = model(
+    row = model(  # type: ignore[call-arg]  # the mapped subclass takes its columns
         event_id=uuid.UUID(event["id"]),
         topic=topic,
         event_type=event["type"],
@@ -222,7 +224,8 @@ class OutboxRelay:
     def _held(self) -> tuple[list[str], list[int]]:
         """The keys and keyless seqs still held back (expired holds dropped)."""
         now = time.monotonic()
-        for held in (self._held_keys, self._held_seqs):
+        holds: tuple[dict[Any, float], ...] = (self._held_keys, self._held_seqs)
+        for held in holds:
             for key in [key for key, until in held.items() if until <= now]:
                 del held[key]
         return list(self._held_keys), list(self._held_seqs)
@@ -259,7 +262,7 @@ class OutboxRelay:
                     await conn.invalidate()
                 await conn.close()
 
-    async def _publish_batch(self, rows: list[Any]) -> tuple[list[int], list[tuple[Any, Exception]]]:
+    async def _publish_batch(self, rows: Sequence[Any]) -> tuple[list[int], list[tuple[Any, Exception]]]:
         """Publish a batch in rounds of bulk publish calls (one HTTP call per topic per round; a
         call per event caps the relay at about 200 events/s even on an idle machine, since each
         waits for the broker). A round holds at most one event per partition key, the key's
