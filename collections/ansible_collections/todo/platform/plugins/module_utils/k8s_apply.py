@@ -53,6 +53,14 @@ class ApplyError(Exception):
     pass
 
 
+class ApiUnreachable(Exception):  # noqa: N818 - named for what happened, like ApplyError
+    """No answer from the API server; ``kind`` names the client's exception."""
+
+    def __init__(self, kind, text):
+        super().__init__(text)
+        self.kind = kind
+
+
 def comparable(obj):
     """The object without the fields the API server changes on every write."""
     return None if obj is None else hide_fields(obj, SERVER_FIELDS)
@@ -109,8 +117,10 @@ def ensure(module, client, definition, state, field_manager):
             return dict(changed=before is not None, before=before, after=None)
         applied, _warnings = svc.apply(resource, definition, existing)
     except CoreException as e:  # K8sService's, with the API's answer as its cause
-        if getattr(e.__cause__, "status", None) is None:  # no answer: connection, TLS, timeout
-            raise (e.__cause__ or e) from None
+        cause = e.__cause__
+        if cause is not None and getattr(cause, "status", None) is None:
+            # no answer from the API server: connection, TLS, timeout
+            raise ApiUnreachable(type(cause).__name__, " ".join(str(cause).split())) from None
         raise ApplyError(
             "failed to {} {} {}/{}: {}".format(
                 "delete" if state == "absent" else "apply", definition["kind"], md.get("namespace"),

@@ -502,7 +502,7 @@ def apply_objects(module, client, built, result):
         except Exception as e:  # connection refused, TLS, timeouts of the API client
             module.fail_json(
                 msg="cannot reach the Kubernetes API ({}): {}; check kubeconfig, context and host".format(
-                    type(e).__name__, " ".join(str(e).split())[:300]
+                    getattr(e, "kind", type(e).__name__), " ".join(str(e).split())[:300]
                 ),
                 results=results,
             )
