@@ -129,7 +129,7 @@ def test_structlog_and_stdlib_lines_share_one_writer_whatever_the_stream():
     log.info("one")
     configure_logging("backend", "INFO", stream=second)
     log.info("two")
-    logging.getLogger("uvicorn.error").info("three")
+    logging.getLogger("todo.test.stdlib").warning("three")
     second.flush()
     assert [line["message"] for line in _lines(first)] == ["one"]
     written = second.buffer.getvalue().decode().splitlines()

@@ -115,6 +115,7 @@ class _Output:
         self.target(sys.stdout)
 
     def target(self, stream: Any) -> None:
+        self.stream = stream  # held: a text wrapper collected would close the buffer written to
         binary: BinaryIO | None = getattr(stream, "buffer", None)
         if binary is not None:
             self._write, self._flush = binary.write, binary.flush
