@@ -95,6 +95,10 @@ async def _validation_handler(request: Request, exc: RequestValidationError) -> 
         return problem_response(
             request, 415, "unsupported-media-type", "The request body must be application/json."
         )
+    invalid_json = next((err for err in exc.errors() if err.get("type") == "json_invalid"), None)
+    if invalid_json is not None:  # a malformed body is 400, like one that is not text at all
+        reason = (invalid_json.get("ctx") or {}).get("error", "syntax error")
+        return problem_response(request, 400, "bad-request", f"The request body is not valid JSON: {reason}.")
     errors = [
         {
             "field": _location(err.get("loc", ())),
