@@ -141,7 +141,7 @@ def test_invocation_is_denied_except_recurring_to_the_next_occurrence_route():
     assert policy == {
         "appId": "recurring-task", "defaultAction": "deny", "trustDomain": "public", "namespace": "todo",
         "operations": [
-            {"name": "/internal/tasks/*/next-occurrence", "httpVerb": ["POST"], "action": "allow"},
+            {"name": "/internal/tasks/*-*-*-*-*/next-occurrence", "httpVerb": ["POST"], "action": "allow"},
         ],
     }
     # The caller's identity is its sentry certificate: mTLS must stay on in the chart values.

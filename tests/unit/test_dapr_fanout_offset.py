@@ -20,6 +20,8 @@ def components(overrides: dict | None = None) -> dict[str, dict]:
     loader = DataLoader()
     defaults_file = str(ROOT / "roles/dapr/defaults/main.yml")
     defaults = dict(loader.load_from_file(defaults_file, trusted_as_template=True))
+    # the role's vars (the topic scopes built from the defaults) as the role sees them
+    defaults.update(loader.load_from_file(str(ROOT / "roles/dapr/vars/main.yml"), trusted_as_template=True))
     defaults.update(overrides or {})
     tasks = loader.load_from_file(str(ROOT / "roles/dapr/tasks/configure.yml"), trusted_as_template=True)
     (task,) = [t for t in tasks if MODULE in t]
@@ -54,3 +56,12 @@ def test_shared_offset_setting_does_not_reach_the_fanout_component() -> None:
     )
     assert built["pubsub"]["initialOffset"] == "newest"
     assert built["pubsub-fanout"]["initialOffset"] == "oldest"
+
+
+def test_both_components_carry_the_topic_scopes() -> None:
+    # Only the backend publishes task events, only notification reminders; sync only dead letters.
+    for name, metadata in components().items():
+        publishing = dict(entry.split("=", 1) for entry in metadata["publishingScopes"].split(";"))
+        assert publishing["backend"].split(",")[0] == "task-events", (name, publishing)
+        assert {"task-events", "reminders"}.isdisjoint(publishing["sync"].split(",")), (name, publishing)
+        assert "task-events" in metadata["protectedTopics"].split(","), (name, metadata["protectedTopics"])
