@@ -151,6 +151,13 @@ def test_rotate_secrets_replaces_every_credential_and_rolls_out(kube, deployed, 
 
     app = secret_values(kube, "todo", "todo-app")
     assert app["jwt-secret"] == ROTATED["TODO_JWT_SECRET"]
+    # the JWT key before keeps verifying its tokens for the overlap, under its key id
+    assert app["jwt-previous-secret"] == TEST_SECRETS["TODO_JWT_SECRET"]
+    assert (app["jwt-key-id"], app["jwt-previous-key-id"]) == ("2", "1")
+    for service in SERVICES:
+        assert jwt_env(kube, service) == {
+            "JWT_KEY_ID": "2", "JWT_PREVIOUS_KEY_ID": "1",
+            "JWT_PREVIOUS_SECRET_FILE": "/var/run/secrets/todo/jwt-previous-secret"}
     assert f":{ROTATED['TODO_POSTGRES_PASSWORD']}@" in app["database-url"]
     assert secret_values(kube, "todo", "postgres")["password"] == ROTATED["TODO_POSTGRES_PASSWORD"]
     assert secret_values(kube, "todo", "todo-dapr-api-token")["token"] == ROTATED["TODO_DAPR_API_TOKEN"]
@@ -176,6 +183,37 @@ def test_rotate_secrets_replaces_every_credential_and_rolls_out(kube, deployed, 
     assert checksums() == before
     shown = result.stdout.split("TASK [Show what rolled out]", 1)[1]
     assert "msg: []" in shown.split("PLAY RECAP", 1)[0], output_of(result)
+    assert secret_values(kube, "todo", "todo-app")["jwt-previous-key-id"] == "1"  # still in its overlap
+
+
+def jwt_env(kube, service: str) -> dict[str, str]:
+    containers = kget(kube, "deployment", service, "-n", "todo")["spec"]["template"]["spec"]["containers"]
+    env = next(c for c in containers if c["name"] == service)["env"]
+    return {e["name"]: e["value"] for e in env
+            if e["name"].startswith("JWT_") and e["name"] != "JWT_SECRET_FILE"}
+
+
+def test_rotate_secrets_drops_the_previous_jwt_key_after_the_overlap(kube, deployed, kwok_inventory):
+    # the run after the overlap (here: overlap 0, the same as one that has elapsed) drops the key
+    old_hashes = {s: newest_hash(kube, s) for s in SERVICES}
+    env = dict(deployed, **ROTATED)
+    result = run_runbook("rotate-secrets", kwok_inventory, "-e", "rotate_grafana_reset_admin_password=false",
+                         "-e", "apps_jwt_rotation_overlap_seconds=0", env=env, timeout=1800)
+    assert result.returncode == 0, output_of(result)
+    app = secret_values(kube, "todo", "todo-app")
+    assert "jwt-previous-secret" not in app and "jwt-previous-key-id" not in app, sorted(app)
+    assert app["jwt-key-id"] == "2"
+    annotations = kget(kube, "secret", "todo-app", "-n", "todo")["metadata"].get("annotations") or {}
+    assert "todo.platform/jwt-rotated-at" not in annotations
+    for service in SERVICES:
+        assert jwt_env(kube, service) == {"JWT_KEY_ID": "2"}
+        assert_only_new_pods_serve(kube, service, old_hashes[service])
+
+    result = run_runbook("rotate-secrets", kwok_inventory, "-e", "rotate_grafana_reset_admin_password=false",
+                         "-e", "apps_jwt_rotation_overlap_seconds=soon", env=env, timeout=1800)
+    assert result.returncode != 0
+    expected = "apps_jwt_rotation_overlap_seconds must be a whole number of seconds"
+    assert expected in result.stdout, output_of(result)
 
 
 PLANTED = {
