@@ -77,9 +77,13 @@ class RecurringTaskHandler:
             _log.info("next occurrence ensured", due_at=body["due_at"], created=status == 201)
             return
         if status in (404, 410):
-            # The completed task was deleted before we got to it: nothing left to recur.
-            _log.info("completed task is gone; no next occurrence", status=status)
-            return
+            if _problem_type(response) == "not-found":
+                # The completed task was deleted before we got to it: nothing left to recur.
+                _log.info("completed task is gone; no next occurrence", status=status)
+                return
+            # Not the backend's answer (e.g. the sidecar could not route the call yet, as right
+            # after a restart): dropping the event here would lose the next occurrence.
+            raise BackendUnavailable(f"HTTP {status}, not the backend's not-found: {response.text[:200]}")
         if status == 409:
             problem = _problem_type(response)
             if problem in ("not-recurring", "series-ended"):
