@@ -86,6 +86,8 @@ SERVICES = ("backend", "audit", "recurring-task", "notification", "sync")
 #: A token the sidecars send to the apps (and the backend requires on /internal); test bed only.
 TEST_APP_API_TOKEN = "testbed-app-api-token-0123456789"
 DATABASE = "todo"
+# The component sync subscribes through (the apps role's apps_sync_pubsub_name, the dapr role's fan-out).
+SYNC_PUBSUB_NAME = "pubsub-fanout"
 
 
 # Transient failures (the app answers RETRY/503, or is down) are retried without limit: a consumer
@@ -294,18 +296,22 @@ class TodoPlatform:
     def _write_resources(self, service: str, key: str | None = None) -> None:
         path = self.resources_dir(key or service)
         path.mkdir(parents=True, exist_ok=True)
-        if service.startswith("sync"):
-            # Every sync replica must see every event: a consumer group of its own per replica
-            # (in the cluster the component uses {podName}); new replicas start at the newest event.
-            group, offset = f"sync-{uuid.uuid4().hex[:12]}", "newest"
-        else:
-            group, offset = service, "oldest"
         from testbed.daprd import kafka_pubsub_component
 
+        # As in the cluster (dapr role): "pubsub" with the app's own consumer group, shared by its
+        # replicas; sync subscribes through "pubsub-fanout" (SYNC_PUBSUB_NAME), whose consumer group
+        # is each replica's own (the cluster's {podName}), so every replica sees every event; a new
+        # group starts at the newest event.
         component = kafka_pubsub_component(
-            self.kafka.plaintext, consumer_group=group, client_id=service, initial_offset=offset
+            self.kafka.plaintext, consumer_group=service, client_id=service, initial_offset="oldest"
         )
         (path / "pubsub.yaml").write_text(component)
+        if service == "sync":
+            fanout = kafka_pubsub_component(
+                self.kafka.plaintext, name=SYNC_PUBSUB_NAME, consumer_group=f"sync-{uuid.uuid4().hex[:12]}",
+                client_id=service, initial_offset="newest",
+            )
+            (path / "pubsub-fanout.yaml").write_text(fanout)
         (path / "resiliency.yaml").write_text(RESILIENCY)
 
     def _start_sidecar(self, key: str) -> None:
@@ -324,6 +330,7 @@ class TodoPlatform:
             JWT_SECRET=self.jwt_secret,
             DAPR_HTTP_PORT=str(self.daprd[key].http_port),
             APP_API_TOKEN=TEST_APP_API_TOKEN,
+            SYNC_PUBSUB_NAME=SYNC_PUBSUB_NAME,
             PORT=str(self.app_ports[key]),
             LOG_LEVEL="INFO",
             HOST="127.0.0.1",

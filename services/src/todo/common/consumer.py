@@ -339,6 +339,7 @@ def subscribe(
     processed: type[ProcessedEventMixin] | Ledger,
     event_types: frozenset[str] | None = None,
     source: str | None = None,
+    pubsub: str = PUBSUB_NAME,
 ) -> EventConsumer:
     """Consume ``topic`` with ``handler``: ``POST /events/<topic>`` (Dapr's bulk subscribe, open only
     to the sidecar when APP_API_TOKEN is set) and an entry in ``GET /dapr/subscribe`` with the
@@ -364,13 +365,13 @@ def subscribe(
         dependencies=guard,
         name=f"receive_{topic}",
     )
-    _subscriptions(app).append(_subscription_entry(topic, route))
+    _subscriptions(app).append(_subscription_entry(topic, route, pubsub))
     return consumer
 
 
-def _subscription_entry(topic: str, route: str) -> dict[str, Any]:
+def _subscription_entry(topic: str, route: str, pubsub: str) -> dict[str, Any]:
     return {
-        "pubsubname": PUBSUB_NAME,
+        "pubsubname": pubsub,
         "topic": topic,
         "route": route,
         "deadLetterTopic": dead_letter_topic(topic),

@@ -18,6 +18,7 @@ from todo.common.auth import jwt_keys_of, verified_token
 from todo.common.cloudevents import REMINDER_DUE, TOPIC_REMINDERS, TOPIC_TASK_EVENTS, CloudEvent
 from todo.common.consumer import AfterCommit, Handler, PoisonEvent, Skipped, subscribe
 from todo.common.context import bind
+from todo.common.dapr import PUBSUB_NAME
 from todo.common.errors import ProblemError
 from todo.common.logging import get_logger
 from todo.common.metrics import (
@@ -52,6 +53,10 @@ class SyncSettings(ServiceSettings):
     #: Open connections of one user on this replica (more are closed with 1008), and in total (1013).
     ws_max_connections_per_user: int = Field(default=10, ge=1)
     ws_max_connections: int = Field(default=2000, ge=1)
+    #: The Dapr pub/sub component sync subscribes through (SYNC_PUBSUB_NAME). Every replica must
+    #: see every event, so the apps role names the fan-out component, whose consumer group is each
+    #: pod's own; through the shared "pubsub" the replicas would split the events between them.
+    sync_pubsub_name: str = PUBSUB_NAME
 
 
 class HubMetrics:
@@ -111,7 +116,7 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
 
     push, ledger = _pusher(hub, settings.ws_max_event_age_seconds), RecentIdsLedger(RecentIds())
     for topic in (TOPIC_TASK_EVENTS, TOPIC_REMINDERS):
-        subscribe(app, topic, push, processed=ledger)
+        subscribe(app, topic, push, processed=ledger, pubsub=settings.sync_pubsub_name)
     return app
 
 
