@@ -50,6 +50,9 @@ def forwarded(kubectl, services: tuple[str, ...] = FORWARDED) -> Iterator[dict[s
             assert found, (
                 f"kubectl port-forward svc/{service}: {line}{proc.stdout.read() if proc.poll() else ''}"
             )
+            # kubectl writes a line per connection it handles: read them, or once the pipe is full
+            # kubectl blocks and the forwarded port stops answering.
+            threading.Thread(target=proc.stdout.read, daemon=True).start()
             url = f"http://127.0.0.1:{found.group(1)}"
             httpx.get(f"{url}/healthz", timeout=30).raise_for_status()
             urls[f"E2E_{service.upper()}_URL"] = url
