@@ -1,7 +1,9 @@
 # Copyright: Todo Platform developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """providers.py: each provider rule once, in both option vocabularies (the Dapr component's and
-the Kafka modules'), the argument-spec rules of the modules, and the kafka role's filter."""
+the Kafka modules'), the argument-spec rules of the modules, and the kafka role's filter. Beside the
+filter tests: the filter needs the controller's ansible package, which ansible-test keeps away from
+module_utils tests."""
 
 from __future__ import annotations
 
