@@ -407,6 +407,9 @@ def _dapr_cloud(provider, p):
 
 def _dapr_brokers(provider, p):
     title = PROVIDER_TITLES[provider]
+    for section in CLOUD:
+        # A cloud's settings beside another provider are a mistake in the inventory, not a no-op.
+        _forbid(p.get(section), section, f"with provider {provider} (it is {PROVIDER_TITLES[section]}'s)")
     brokers = parse_brokers(p.get("brokers"))
     if not brokers:
         raise SettingError("brokers", f"is required for {title} (host:port of the bootstrap service)")

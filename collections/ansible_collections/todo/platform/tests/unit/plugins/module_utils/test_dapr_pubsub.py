@@ -120,6 +120,12 @@ def test_strimzi_without_auth_is_plain_tcp_and_needs_no_secret():
     assert "auth" not in r["component"]
 
 
+@pytest.mark.parametrize("provider", ["strimzi", "external"])
+def test_a_cloud_section_beside_another_provider_is_refused(provider):
+    section = {"namespace": "todo-events", "connection_string": "Endpoint=sb://x/"}
+    fails(params(provider=provider, azure_event_hubs=section), "azure_event_hubs", f"provider {provider}")
+
+
 def test_component_shape():
     r = build_resources(params(scopes=["audit", "sync"]))
     c = r["component"]
