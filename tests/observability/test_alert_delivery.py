@@ -90,8 +90,10 @@ def helm_merge(defaults: Any, values: Any) -> Any:
 
 
 def chart_alertmanager_defaults() -> dict:
-    data = Path(os.environ.get("TODO_PLATFORM_TEST_DATA", ROOT.parent / "shared"))
-    archive = data / "charts" / CHART
+    from testbed.kube import upstream_data_dir
+
+    # found as every test finds it (TODO_PLATFORM_TEST_DATA, ../shared, or beside the origin clone)
+    archive = upstream_data_dir() / "charts" / CHART
     assert archive.is_file(), f"test data missing: {archive} (set TODO_PLATFORM_TEST_DATA)"
     with tarfile.open(archive) as tar:
         values = yaml.safe_load(tar.extractfile("kube-prometheus-stack/values.yaml").read())
