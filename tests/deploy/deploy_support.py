@@ -120,3 +120,30 @@ def recap_changed(output: str) -> int:
         if in_recap and "changed=" in line:
             total += int(line.split("changed=")[1].split()[0])
     return total
+
+
+def render_apps(
+    inventory: str, out: Path, extra_env: dict[str, str] | None = None, extra_vars: dict | None = None
+) -> subprocess.CompletedProcess[str]:
+    """tests/deploy/render_apps.yml with ``inventories/<inventory>``: the apps role's preflight, then
+    its objects rendered into ``out``; ``extra_vars`` as ``-e`` JSON, ``extra_env`` on top of the
+    test secrets."""
+    import json
+
+    out.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        **TEST_SECRETS,
+        **(extra_env or {}),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "collections"),
+        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    playbook = ROOT / "tests" / "deploy" / "render_apps.yml"
+    args = [str(Path(sys.executable).with_name("ansible-playbook")), str(playbook),
+            "-i", f"inventories/{inventory}", "-e", f"out={out}"]
+    if extra_vars:
+        args += ["-e", json.dumps(extra_vars)]
+    return subprocess.run(args, cwd=ROOT, env=env, text=True, capture_output=True, timeout=600, check=False)

@@ -19,16 +19,14 @@ import base64
 import json
 import os
 import subprocess
-import sys
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import yaml
-from deploy_support import ENVIRONMENTS, ROOT, TEST_SECRETS
+from deploy_support import ENVIRONMENTS, ROOT, TEST_SECRETS, render_apps
 
-PLAYBOOK = ROOT / "tests" / "deploy" / "render_apps.yml"
 CLOUDS = ["oke", "aks", "gke"]
 PULL_USER = "tenancyns/ci-puller"
 PULL_PASSWORD = "test-pull-token-not-real"  # noqa: S105 - test-only value
@@ -38,26 +36,7 @@ DAPR_CHART = "dapr-1.18.3.tgz"
 
 
 def _render(env_name: str, out: Path, extra_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    out.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        **TEST_SECRETS,
-        **extra_env,
-        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "collections"),
-        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
-        "ANSIBLE_NOCOLOR": "1",
-    }
-    args = [
-        str(Path(sys.executable).with_name("ansible-playbook")),
-        str(PLAYBOOK),
-        "-i",
-        f"inventories/{env_name}",
-        "-e",
-        f"out={out}",
-    ]
-    return subprocess.run(args, cwd=ROOT, env=env, text=True, capture_output=True, timeout=600, check=False)
+    return render_apps(env_name, out, extra_env)
 
 
 def _render_all(base: Path, envs: list[str], extra_env: dict[str, str]) -> dict[str, Path]:

@@ -4,30 +4,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
-from deploy_support import ROOT, TEST_SECRETS
-
-PLAYBOOK = ROOT / "tests" / "deploy" / "render_apps.yml"
+from deploy_support import render_apps
 
 
 def render(out: Path, **extra_vars: object) -> subprocess.CompletedProcess[str]:
-    out.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        **TEST_SECRETS,
-        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "collections"),
-        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
-        "ANSIBLE_NOCOLOR": "1",
-    }
-    args = [str(Path(sys.executable).with_name("ansible-playbook")), str(PLAYBOOK), "-i", "inventories/kind",
-            "-e", f"out={out}", "-e", json.dumps(extra_vars)]
-    return subprocess.run(args, cwd=ROOT, env=env, text=True, capture_output=True, timeout=600, check=False)
+    return render_apps("kind", out, extra_vars=extra_vars)
 
 
 def notification_env(out: Path) -> dict[str, str]:
