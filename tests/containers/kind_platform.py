@@ -81,28 +81,24 @@ class KindPlatform:
 
     def molecule(self, step: str) -> tuple[int, str]:
         """Run one molecule step; its output goes to <log_dir>/<step>.log as it runs (tail -f it)."""
-        log = self.log_dir / f"{step}.log"
-        started = time.monotonic()
-        with log.open("w") as out:
-            result = subprocess.run(
-                ["molecule", step, "-s", SCENARIO], cwd=ROOT, env=self.env, text=True, stdout=out,
-                stderr=subprocess.STDOUT, timeout=5400, check=False,
-            )
-        self.timings.append(f"{step} {time.monotonic() - started:.0f}s")
-        return result.returncode, log.read_text()
+        return self._logged(step, ["molecule", step, "-s", SCENARIO], timeout=5400)
 
     def playbook(self, playbook: str, *args: str, name: str | None = None) -> tuple[int, str]:
         """``ansible-playbook <playbook> <args>`` against the scenario's inventory, as an operator
         runs a runbook; output in <log_dir>/<name or playbook stem>.log. Returns (rc, output)."""
-        log = self.log_dir / f"{name or Path(playbook).stem}.log"
+        argv = ["ansible-playbook", "-i", str(self.ephemeral / "inventory"), str(ROOT / playbook), *args]
+        return self._logged(name or Path(playbook).stem, argv, timeout=3600)
+
+    def _logged(self, name: str, argv: list[str], timeout: float) -> tuple[int, str]:
+        """Run ``argv`` in the scenario's environment, output to <log_dir>/<name>.log, timed."""
+        log = self.log_dir / f"{name}.log"
         started = time.monotonic()
         with log.open("w") as out:
             result = subprocess.run(
-                ["ansible-playbook", "-i", str(self.ephemeral / "inventory"), str(ROOT / playbook), *args],
-                cwd=ROOT, env=self.env, text=True, stdout=out, stderr=subprocess.STDOUT, timeout=3600,
-                check=False,
+                argv, cwd=ROOT, env=self.env, text=True, stdout=out, stderr=subprocess.STDOUT,
+                timeout=timeout, check=False,
             )
-        self.timings.append(f"{log.stem} {time.monotonic() - started:.0f}s")
+        self.timings.append(f"{name} {time.monotonic() - started:.0f}s")
         return result.returncode, log.read_text()
 
 
