@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import httpx
 from prometheus_client import REGISTRY
 from starlette.applications import Starlette
@@ -33,3 +36,14 @@ async def test_in_flight_counts_the_requests_being_handled_and_the_rest_is_recor
     assert _value("todo_http_requests_in_flight", route="/probe/{item}") == 0.0
     assert _value("todo_http_requests_total", status="202", **labels) - requests_before == 2
     assert _value("todo_http_request_duration_seconds_count", **labels) - observed_before == 2
+
+
+def test_labelled_counters_start_at_zero_before_their_first_event():
+    # A fresh interpreter: in this one other tests may already have counted.
+    probe = (
+        "from prometheus_client import REGISTRY; import todo.common.metrics; "
+        "print(REGISTRY.get_sample_value('todo_reminders_fired_total', {'timing': 'on_time'}), "
+        "REGISTRY.get_sample_value('todo_reminders_fired_total', {'timing': 'late'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout
+    assert out.split() == ["0.0", "0.0"]

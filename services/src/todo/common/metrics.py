@@ -52,6 +52,10 @@ EVENTS_DEAD_LETTERED = Counter(
 REMINDERS_SCHEDULED = Counter("todo_reminders_scheduled_total", "Reminders scheduled")
 REMINDERS_CANCELLED = Counter("todo_reminders_cancelled_total", "Reminders cancelled")
 REMINDERS_FIRED = Counter("todo_reminders_fired_total", "Reminders fired", ["timing"])
+# Both series exist from the start at 0: rate() over a counter whose first sample is already 1 shows
+# nothing, so the dashboard's first firings would be invisible.
+for _timing in ("on_time", "late"):
+    REMINDERS_FIRED.labels(_timing)
 REMINDER_FIRE_DELAY = Histogram(
     "todo_reminder_fire_delay_seconds",
     "Delay between a reminder's due time and its firing",
