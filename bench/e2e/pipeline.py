@@ -42,12 +42,17 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def summary(values: list[float]) -> dict[str, float]:
-    return {"n": len(values), "p50": percentile(values, 50), "p95": percentile(values, 95),
-            "max": max(values) if values else float("nan"),
-            "mean": statistics.fmean(values) if values else float("nan")}
+    return {
+        "n": len(values),
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "max": max(values) if values else float("nan"),
+        "mean": statistics.fmean(values) if values else float("nan"),
+    }
 
 
 # -- Kafka floor -----------------------------------------------------------------------------------
+
 
 def kafka_floor(
     bootstrap: str, rate: float, seconds: float, out: list[float], ready: threading.Event
@@ -58,8 +63,14 @@ def kafka_floor(
     topic = f"bench-floor-{uuid.uuid4().hex[:8]}"
     admin = AdminClient({"bootstrap.servers": bootstrap})  # keep the handle alive until the topic exists
     admin.create_topics([NewTopic(topic, 3, 1)])[topic].result(30)
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": topic, "auto.offset.reset": "earliest",
-                         "enable.auto.commit": True})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": topic,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": True,
+        }
+    )
     consumer.subscribe([topic])
     # Like Dapr's producer: acks=all, no batching delay.
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0})
@@ -99,6 +110,7 @@ def kafka_floor(
 
 # -- where events wait ---------------------------------------------------------------------------------
 
+
 def sample_queues(dsn: str, user_id: str, samples: list[dict], stop: threading.Event) -> None:
     """Once a second: events still in the backend's outbox, and this user's changes not yet in the
     audit log. A growing outbox means the relay is behind; a growing audit gap with an empty outbox
@@ -109,9 +121,16 @@ def sample_queues(dsn: str, user_id: str, samples: list[dict], stop: threading.E
             unsent = conn.execute("SELECT count(*) FROM backend.outbox WHERE sent_at IS NULL").fetchone()[0]
             written = conn.execute(
                 "SELECT (SELECT count(*) FROM backend.outbox o WHERE o.payload->'data'->>'user_id' = %s),"
-                " (SELECT count(*) FROM audit.audit_log WHERE user_id = %s)", (user_id, user_id)).fetchone()
-            samples.append({"t": round(time.monotonic() - start, 1), "outbox_unsent": unsent,
-                            "not_yet_audited": written[0] - written[1]})
+                " (SELECT count(*) FROM audit.audit_log WHERE user_id = %s)",
+                (user_id, user_id),
+            ).fetchone()
+            samples.append(
+                {
+                    "t": round(time.monotonic() - start, 1),
+                    "outbox_unsent": unsent,
+                    "not_yet_audited": written[0] - written[1],
+                }
+            )
 
 
 # -- where the CPU goes ---------------------------------------------------------------------------------
@@ -183,14 +202,16 @@ async def app_load(urls: dict[str, str], ws_url: str, rate: float, seconds: floa
         queue_samples: list[dict] = []
         stop_sampling = threading.Event()
         sampler = threading.Thread(
-            target=sample_queues, args=(dsn, login["user_id"], queue_samples, stop_sampling), daemon=True)
+            target=sample_queues, args=(dsn, login["user_id"], queue_samples, stop_sampling), daemon=True
+        )
         sampler.start()
         commits: dict[tuple[str, int], float] = {}
         ws_arrivals: dict[tuple[str, int], float] = {}
         # A generous keepalive: on a saturated 2-core machine a pong can be late without the
         # connection being broken, and a closed socket would end the measurement.
-        async with websockets.connect(ws_url, subprotocols=["bearer", token], max_queue=None,
-                                      ping_interval=20, ping_timeout=120) as ws:
+        async with websockets.connect(
+            ws_url, subprotocols=["bearer", token], max_queue=None, ping_interval=20, ping_timeout=120
+        ) as ws:
 
             async def read() -> None:
                 async for raw in ws:
@@ -217,8 +238,9 @@ async def app_load(urls: dict[str, str], ws_url: str, rate: float, seconds: floa
                     request = client.post("/api/tasks", json=new_task, headers=auth)
                 else:
                     task_id = task_ids[n % len(task_ids)]
-                    request = client.patch(f"/api/tasks/{task_id}", json={"description": f"change {n}"},
-                                           headers=auth)
+                    request = client.patch(
+                        f"/api/tasks/{task_id}", json={"description": f"change {n}"}, headers=auth
+                    )
                 async with request as r:
                     r.raise_for_status()
                     body = await r.json(loads=orjson.loads)
@@ -250,16 +272,24 @@ async def app_load(urls: dict[str, str], ws_url: str, rate: float, seconds: floa
         with psycopg.connect(dsn) as conn:
             rows = conn.execute(
                 "SELECT task_id::text, task_version, extract(epoch from recorded_at) FROM audit.audit_log "
-                "WHERE user_id = %s", (user_id,)).fetchall()
+                "WHERE user_id = %s",
+                (user_id,),
+            ).fetchall()
         if len(rows) >= len(commits) or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.5)
     audit_rows = {(r[0], r[1]): float(r[2]) for r in rows}
     to_audit = [audit_rows[k] - t for k, t in commits.items() if k in audit_rows]
     to_ws = [ws_arrivals[k] - t for k, t in commits.items() if k in ws_arrivals]
-    return {"changes": len(commits), "achieved_rate": achieved, "to_audit": to_audit, "to_ws": to_ws,
-            "queues": queue_samples,
-            "audit_missing": len(commits) - len(to_audit), "ws_missing": len(commits) - len(to_ws)}
+    return {
+        "changes": len(commits),
+        "achieved_rate": achieved,
+        "to_audit": to_audit,
+        "to_ws": to_ws,
+        "queues": queue_samples,
+        "audit_missing": len(commits) - len(to_audit),
+        "ws_missing": len(commits) - len(to_ws),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -278,8 +308,13 @@ def main(argv: list[str] | None = None) -> int:
     pg, _ = acquire("postgres", Postgres, run)
     kafka, _ = acquire("kafka", Kafka, run)
     platform = TodoPlatform(
-        pg=pg, kafka=kafka, prometheus=None, start_sidecar=_standalone_sidecar_starter(run),
-        workdir=Path(run.data_dir) / "bench-platform", log_dir=Path(run.log_dir), database="todo_bench",
+        pg=pg,
+        kafka=kafka,
+        prometheus=None,
+        start_sidecar=_standalone_sidecar_starter(run),
+        workdir=Path(run.data_dir) / "bench-platform",
+        log_dir=Path(run.log_dir),
+        database="todo_bench",
     )
     try:
         print("pipeline: starting the platform", flush=True)
@@ -288,13 +323,15 @@ def main(argv: list[str] | None = None) -> int:
         floor: list[float] = []
         ready = threading.Event()
         floor_thread = threading.Thread(
-            target=kafka_floor, args=(kafka.plaintext, args.rate, args.seconds, floor, ready), daemon=True)
+            target=kafka_floor, args=(kafka.plaintext, args.rate, args.seconds, floor, ready), daemon=True
+        )
         floor_thread.start()
         if not ready.wait(120) or not floor_thread.is_alive():
             raise SystemExit("the Kafka floor measurement did not start (see the error above)")
         cpu_before, wall_before = cpu_by_process(), time.monotonic()
-        app = asyncio.run(app_load(platform.urls, platform.describe()["websocket"], args.rate, args.seconds,
-                                   platform.dsn))
+        app = asyncio.run(
+            app_load(platform.urls, platform.describe()["websocket"], args.rate, args.seconds, platform.dsn)
+        )
         floor_thread.join(120)
         cpu_after, wall = cpu_by_process(), time.monotonic() - wall_before
         cpu_used = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_after.items()}
@@ -302,13 +339,18 @@ def main(argv: list[str] | None = None) -> int:
         platform.stop_all()
     figures = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "rate": args.rate, "seconds": args.seconds, "achieved_rate": round(app["achieved_rate"], 1),
-        "kafka_floor": summary(floor), "api_to_audit": summary(app["to_audit"]),
+        "rate": args.rate,
+        "seconds": args.seconds,
+        "achieved_rate": round(app["achieved_rate"], 1),
+        "kafka_floor": summary(floor),
+        "api_to_audit": summary(app["to_audit"]),
         "api_to_websocket": summary(app["to_ws"]),
-        "audit_missing": app["audit_missing"], "ws_missing": app["ws_missing"],
+        "audit_missing": app["audit_missing"],
+        "ws_missing": app["ws_missing"],
         "queues": app["queues"],
-        "cpu_seconds": {k: round(v, 1) for k, v in sorted(cpu_used.items(), key=lambda kv: -kv[1])
-                        if v >= 0.1},
+        "cpu_seconds": {
+            k: round(v, 1) for k, v in sorted(cpu_used.items(), key=lambda kv: -kv[1]) if v >= 0.1
+        },
         "wall_seconds": round(wall, 1),
     }
     kf = figures["kafka_floor"]
@@ -316,19 +358,25 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("kafka_floor", "api_to_audit", "api_to_websocket"):
         s = figures[name]
         ratio = s["p95"] / kf["p95"] if kf["p95"] else float("nan")
-        print(f"{name:<22}{s['n']:>6}{s['p50'] * 1000:>10.1f}{s['p95'] * 1000:>10.1f}{s['max'] * 1000:>10.1f}"
-              f"{ratio:>18.1f}")
+        print(
+            f"{name:<22}{s['n']:>6}{s['p50'] * 1000:>10.1f}{s['p95'] * 1000:>10.1f}{s['max'] * 1000:>10.1f}"
+            f"{ratio:>18.1f}"
+        )
     if app["queues"]:
         worst_outbox = max(q["outbox_unsent"] for q in app["queues"])
         worst_audit = max(q["not_yet_audited"] for q in app["queues"])
-        print(f"largest queues (sampled each second): outbox unsent {worst_outbox}, "
-              f"changes not yet in the audit log {worst_audit}")
+        print(
+            f"largest queues (sampled each second): outbox unsent {worst_outbox}, "
+            f"changes not yet in the audit log {worst_audit}"
+        )
     busy = sum(figures["cpu_seconds"].values())
     print(f"CPU used while measuring: {busy:.0f} s in {wall:.0f} s wall ({busy / wall:.2f} cores); largest:")
     for name, seconds in list(figures["cpu_seconds"].items())[:12]:
         print(f"  {name:<26}{seconds:>7.1f} s  {seconds / busy:>5.0%}")
-    print(f"achieved {figures['achieved_rate']} changes/s; missing audit rows: {app['audit_missing']}, "
-          f"missing WebSocket messages: {app['ws_missing']}")
+    print(
+        f"achieved {figures['achieved_rate']} changes/s; missing audit rows: {app['audit_missing']}, "
+        f"missing WebSocket messages: {app['ws_missing']}"
+    )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0 if not app["audit_missing"] and not app["ws_missing"] else 1

@@ -35,8 +35,12 @@ class Kubectl:
 
     def __call__(self, *args: str, input: str | None = None, check: bool = True) -> str:
         done = subprocess.run(
-            [self.binary, "--kubeconfig", self.kubeconfig, *args], capture_output=True, text=True,
-            input=input, timeout=TIMEOUT, check=False,
+            [self.binary, "--kubeconfig", self.kubeconfig, *args],
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=TIMEOUT,
+            check=False,
         )
         if check and done.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)}: {done.stderr.strip() or done.stdout}")
@@ -117,8 +121,9 @@ def _crashed_container_line(
                 if not restarted and "terminated" not in status.get("state", {}):
                     continue
                 previous = ["--previous"] if restarted else []
-                logs = kubectl("-n", NAMESPACE, "logs", pod["metadata"]["name"], "-c", container, *previous,
-                               check=False)
+                logs = kubectl(
+                    "-n", NAMESPACE, "logs", pod["metadata"]["name"], "-c", container, *previous, check=False
+                )
                 found = _failure_line(logs, needle)
                 if found:
                     return found

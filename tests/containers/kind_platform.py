@@ -95,8 +95,14 @@ class KindPlatform:
         started = time.monotonic()
         with log.open("w") as out:
             result = subprocess.run(
-                argv, cwd=ROOT, env=self.env, text=True, stdout=out, stderr=subprocess.STDOUT,
-                timeout=timeout, check=False,
+                argv,
+                cwd=ROOT,
+                env=self.env,
+                text=True,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                check=False,
             )
         self.timings.append(f"{name} {time.monotonic() - started:.0f}s")
         return result.returncode, log.read_text()
@@ -152,6 +158,6 @@ def converge(platform: KindPlatform) -> None:
     for step in STEPS:
         returncode, output = platform.molecule(step)
         # The recap on success (the whole log is in log_dir), the log's end on failure.
-        print(f"--- molecule {step} ({platform.timings[-1]}):\n{output[-(20000 if returncode else 1500):]}")
+        print(f"--- molecule {step} ({platform.timings[-1]}):\n{output[-(20000 if returncode else 1500) :]}")
         if returncode != 0:
             raise AssertionError(f"molecule {step} -s {SCENARIO} failed ({', '.join(platform.timings)})")

@@ -20,6 +20,8 @@ def inventory_dir(name: str) -> Path:
     """A shipped inventory (inventories/<name>) or a test-only one (tests/deploy/inventories/<name>)."""
     shipped = ROOT / "inventories" / name
     return shipped if shipped.is_dir() else Path(__file__).parent / "inventories" / name
+
+
 NAMESPACES = ["todo", "kafka", "dapr-system", "monitoring", "logging", "todo-gateway"]
 
 # Test-only values for the secrets the inventories read from the environment.
@@ -142,8 +144,14 @@ def render_apps(
         "ANSIBLE_NOCOLOR": "1",
     }
     playbook = ROOT / "tests" / "deploy" / "render_apps.yml"
-    args = [str(Path(sys.executable).with_name("ansible-playbook")), str(playbook),
-            "-i", f"inventories/{inventory}", "-e", f"out={out}"]
+    args = [
+        str(Path(sys.executable).with_name("ansible-playbook")),
+        str(playbook),
+        "-i",
+        f"inventories/{inventory}",
+        "-e",
+        f"out={out}",
+    ]
     if extra_vars:
         args += ["-e", json.dumps(extra_vars)]
     return subprocess.run(args, cwd=ROOT, env=env, text=True, capture_output=True, timeout=600, check=False)

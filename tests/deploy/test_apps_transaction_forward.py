@@ -48,8 +48,22 @@ def test_port_forward_that_cannot_start_fails_with_kubectls_message(kube, tmp_pa
     scratch = tmp_path / "tmp"  # where the role's log directory goes (the tempfile module reads TMPDIR)
     scratch.mkdir()
     env["TMPDIR"] = str(scratch)
-    r = run(["ansible-playbook", "-i", "localhost,", "-c", "local", "-e", f"@{tmp_path / 'vars.json'}",
-             "-e", f"ansible_python_interpreter={sys.executable}", str(playbook)], env, timeout=600)
+    r = run(
+        [
+            "ansible-playbook",
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            f"@{tmp_path / 'vars.json'}",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+            str(playbook),
+        ],
+        env,
+        timeout=600,
+    )
     out = r.stdout
     assert r.returncode != 0, out[-3000:]
     assert "gave no local port within 10 s" in out, out[-3000:]

@@ -55,8 +55,12 @@ def _strimzi_ca_secret(kube, tmp_path) -> None:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cluster-ca")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now)
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
@@ -65,21 +69,45 @@ def _strimzi_ca_secret(kube, tmp_path) -> None:
     pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     kube.kubectl("-n", "kafka", "delete", "secret", "todo-kafka-cluster-ca-cert", "--ignore-not-found")
     kube.kubectl(
-        "-n", "kafka", "create", "secret", "generic", "todo-kafka-cluster-ca-cert",
+        "-n",
+        "kafka",
+        "create",
+        "secret",
+        "generic",
+        "todo-kafka-cluster-ca-cert",
         f"--from-file=ca.crt={pem}",
     )
 
 
-def dry_run(kube, env_name: str, tmp_path, extra: dict | None = None, *, tags: str | None = None,
-            playbook: str = "site.yml", check: bool = True):
+def dry_run(
+    kube,
+    env_name: str,
+    tmp_path,
+    extra: dict | None = None,
+    *,
+    tags: str | None = None,
+    playbook: str = "site.yml",
+    check: bool = True,
+):
     overrides = {**OVERRIDES, **ENV_OVERRIDES.get(env_name, {}), **(extra or {})}
     overrides_file = tmp_path / f"overrides-{env_name}.json"
     overrides_file.write_text(json.dumps(overrides))
     env = tool_env(kube)
-    args = ["ansible-playbook", playbook, "-i", str(inventory_dir(env_name)), "--skip-tags", SKIP_TAGS,
-            "-e", f"@{overrides_file}",
-            # The cloud inventories name their own contexts; here every one targets the test bed.
-            "-e", f"cluster_kubeconfig={kube.kubeconfig}", "-e", f"cluster_context={kube.context}"]
+    args = [
+        "ansible-playbook",
+        playbook,
+        "-i",
+        str(inventory_dir(env_name)),
+        "--skip-tags",
+        SKIP_TAGS,
+        "-e",
+        f"@{overrides_file}",
+        # The cloud inventories name their own contexts; here every one targets the test bed.
+        "-e",
+        f"cluster_kubeconfig={kube.kubeconfig}",
+        "-e",
+        f"cluster_context={kube.context}",
+    ]
     if check:
         args += ["--check", "--diff"]
     if tags:
@@ -121,7 +149,11 @@ def test_a_broken_cloud_variable_is_caught(api, tmp_path):
 
 def test_an_event_hubs_basic_tier_is_refused(api, tmp_path):
     """AKS wiring with a Basic-tier namespace (no Kafka endpoint) stops with a clear message."""
-    basic = {"namespace": "todo-events", "tier": "basic", "connection_string": "Endpoint=sb://x/;SharedAccessKey=eA=="}
+    basic = {
+        "namespace": "todo-events",
+        "tier": "basic",
+        "connection_string": "Endpoint=sb://x/;SharedAccessKey=eA==",
+    }
     result = dry_run(api, "aks", tmp_path, {"kafka_azure_event_hubs": basic}, tags="kafka,dapr")
     assert result.returncode != 0
     assert "basic" in result.stdout.lower(), result.stdout[-4000:]
@@ -135,8 +167,14 @@ def test_a_changed_local_crd_file_is_refused(api, tmp_path):
     shutil.copytree(crds_dir(), local)
     changed = sorted((local / "dapr").glob("*.yaml"))[0]
     changed.write_text(changed.read_text() + "\n# edited\n")
-    result = dry_run(api, "kind", tmp_path, {"crds_local_dir": str(local)}, tags="crds_preflight,crds_fetch",
-                     playbook="playbooks/crds.yml")
+    result = dry_run(
+        api,
+        "kind",
+        tmp_path,
+        {"crds_local_dir": str(local)},
+        tags="crds_preflight,crds_fetch",
+        playbook="playbooks/crds.yml",
+    )
     assert result.returncode != 0
     assert f"dapr/{changed.name}" in result.stdout, result.stdout[-4000:]
     assert "sha256 differs" in result.stdout

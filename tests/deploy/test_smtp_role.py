@@ -16,15 +16,19 @@ def render(out: Path, **extra_vars: object) -> subprocess.CompletedProcess[str]:
 
 def notification_env(out: Path) -> dict[str, str]:
     objects = json.loads((out / "services.json").read_text())
-    [deployment] = [o for o in objects
-                    if o["kind"] == "Deployment" and o["metadata"]["name"] == "notification"]
+    [deployment] = [
+        o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "notification"
+    ]
     [app] = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "notification"]
     return {e["name"]: e.get("value") for e in app["env"]}
 
 
 def test_the_port_chooses_the_tls_mode_the_notification_pods_get(tmp_path: Path) -> None:
-    smtp = {"apps_smtp_host": "smtp.example.test", "apps_smtp_username": "mailer",
-            "apps_smtp_password": "test-smtp-password"}
+    smtp = {
+        "apps_smtp_host": "smtp.example.test",
+        "apps_smtp_username": "mailer",
+        "apps_smtp_password": "test-smtp-password",
+    }
     for port, mode in ((587, "starttls"), (465, "tls")):
         done = render(tmp_path / str(port), **smtp, apps_smtp_port=port)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
@@ -33,8 +37,14 @@ def test_the_port_chooses_the_tls_mode_the_notification_pods_get(tmp_path: Path)
 
 
 def test_credentials_over_plain_text_stop_the_preflight(tmp_path: Path) -> None:
-    done = render(tmp_path, apps_smtp_host="smtp.example.test", apps_smtp_port=25, apps_smtp_security="none",
-                  apps_smtp_username="mailer", apps_smtp_password="test-smtp-password")
+    done = render(
+        tmp_path,
+        apps_smtp_host="smtp.example.test",
+        apps_smtp_port=25,
+        apps_smtp_security="none",
+        apps_smtp_username="mailer",
+        apps_smtp_password="test-smtp-password",
+    )
     assert done.returncode != 0
     assert "none (plain text) is allowed only for a relay without apps_smtp_username" in done.stdout
     assert "test-smtp-password" not in done.stdout + done.stderr

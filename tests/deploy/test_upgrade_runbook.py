@@ -89,9 +89,7 @@ def services(kube, tmp_path):
     )
 
 
-def test_an_upgrade_migrates_first_then_rolls_out_and_a_never_ready_image_is_rolled_back(
-    services, tmp_path
-):
+def test_an_upgrade_migrates_first_then_rolls_out_and_a_never_ready_image_is_rolled_back(services, tmp_path):
     kube = services
     result = upgrade(kube, tmp_path, RELEASE_2, 120)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
@@ -103,8 +101,7 @@ def test_an_upgrade_migrates_first_then_rolls_out_and_a_never_ready_image_is_rol
     )["items"]
     migrate = [j for j in jobs if j["spec"]["template"]["spec"]["containers"][0]["image"] == RELEASE_2]
     assert migrate and any(
-        c["type"] == "Complete" and c["status"] == "True"
-        for c in migrate[0]["status"].get("conditions", [])
+        c["type"] == "Complete" and c["status"] == "True" for c in migrate[0]["status"].get("conditions", [])
     ), jobs
 
     result = upgrade(kube, tmp_path, NEVER_READY, 20)

@@ -72,8 +72,9 @@ class User:
         return await _all_pages(self.audit_api, "/api/audit", {"limit": 500, **params})
 
     def websocket(self) -> Any:
-        return websockets.connect(self.endpoints.websocket, subprotocols=["bearer", self.token],
-                                  open_timeout=30)
+        return websockets.connect(
+            self.endpoints.websocket, subprotocols=["bearer", self.token], open_timeout=30
+        )
 
 
 async def _all_pages(client: httpx.AsyncClient, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -102,8 +103,9 @@ async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, within
         await asyncio.sleep(0.25)
 
 
-async def receive_until(ws: Any, accept: Callable[[dict[str, Any]], bool], what: str,
-                        within: float = EVENTUAL) -> dict[str, Any]:
+async def receive_until(
+    ws: Any, accept: Callable[[dict[str, Any]], bool], what: str, within: float = EVENTUAL
+) -> dict[str, Any]:
     """Read WebSocket messages until one satisfies ``accept``; heartbeats and others are skipped."""
     try:
         async with asyncio.timeout(within):

@@ -55,8 +55,9 @@ async def test_full_lifecycle_leaves_the_exact_audit_trail(new_user):
 async def test_completing_a_recurring_task_creates_the_next_occurrence_once(new_user):
     user = await new_user()
     due = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
-    task = await user.create_task(title="Daily standup", due_at=iso(due),
-                                  recurrence={"freq": "daily", "interval": 1})
+    task = await user.create_task(
+        title="Daily standup", due_at=iso(due), recurrence={"freq": "daily", "interval": 1}
+    )
     await user.action(task["id"], "complete")
 
     async def next_one():
@@ -89,8 +90,9 @@ async def test_completing_a_recurring_task_creates_the_next_occurrence_once(new_
 async def test_overdue_daily_task_spawns_a_future_occurrence(new_user):
     user = await new_user()
     due = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3, hours=1)
-    task = await user.create_task(title="Overdue", due_at=iso(due), recurrence={"freq": "daily"},
-                                  remind_before_minutes=None)
+    task = await user.create_task(
+        title="Overdue", due_at=iso(due), recurrence={"freq": "daily"}, remind_before_minutes=None
+    )
     before = datetime.now(UTC)
     await user.action(task["id"], "complete")
 
@@ -110,7 +112,8 @@ async def test_reminder_fires_and_reaches_the_websocket(new_user):
         due = datetime.now(UTC) + timedelta(minutes=1, seconds=3)
         task = await user.create_task(title="Call the dentist", due_at=iso(due), remind_before_minutes=1)
         message = await receive_until(
-            ws, lambda m: m["type"] == "reminder.due" and m["task"]["id"] == task["id"], "the reminder")
+            ws, lambda m: m["type"] == "reminder.due" and m["task"]["id"] == task["id"], "the reminder"
+        )
     assert message["task"]["title"] == "Call the dentist"
     assert message["reminder"]["late"] is False
     assert message["event_id"] and message["time"]
@@ -125,8 +128,11 @@ async def test_update_and_delete_reach_every_websocket_of_the_user(new_user):
         for ws in (ws1, ws2):
             got = []
             for kind in ("task.created", "task.updated", "task.deleted"):
-                got.append(await receive_until(
-                    ws, lambda m, kind=kind: m["type"] == kind and m["task"]["id"] == task["id"], kind))
+                got.append(
+                    await receive_until(
+                        ws, lambda m, kind=kind: m["type"] == kind and m["task"]["id"] == task["id"], kind
+                    )
+                )
             assert [m["version"] for m in got] == [1, 2, 3]
             assert got[1]["task"]["priority"] == "low"
             assert all(set(m) >= {"type", "event_id", "time", "version", "task"} for m in got)

@@ -35,8 +35,9 @@ async def register(client: httpx.AsyncClient) -> str:
     return r.json()["access_token"]
 
 
-async def run_changes(backend_url: str, total: int = 500, rate: float = 50.0, users: int = 5,
-                      seed: int = 7) -> LoadResult:
+async def run_changes(
+    backend_url: str, total: int = 500, rate: float = 50.0, users: int = 5, seed: int = 7
+) -> LoadResult:
     """``total`` task changes at about ``rate`` per second: creates (plain, recurring, with a
     reminder due within seconds), updates, completions and deletes, spread over ``users``."""
     rng = random.Random(seed)
@@ -57,8 +58,10 @@ async def run_changes(backend_url: str, total: int = 500, rate: float = 50.0, us
                     if kind == "recurring":
                         body |= {"due_at": iso(now + timedelta(hours=3)), "recurrence": {"freq": "daily"}}
                     elif kind == "reminder":
-                        body |= {"due_at": iso(now + timedelta(seconds=rng.uniform(1, 8))),
-                                 "remind_before_minutes": 0}
+                        body |= {
+                            "due_at": iso(now + timedelta(seconds=rng.uniform(1, 8))),
+                            "remind_before_minutes": 0,
+                        }
                     r = await client.post("/api/tasks", json=body, headers=auth)
                     r.raise_for_status()
                     live.append((token, r.json()["id"], kind))
@@ -78,8 +81,11 @@ async def run_changes(backend_url: str, total: int = 500, rate: float = 50.0, us
                         r.raise_for_status()
                         live.pop(index)
                     else:
-                        r = await client.patch(f"/api/tasks/{task_id}", json={"priority": rng.choice(
-                            ["low", "medium", "high"])}, headers=auth)
+                        r = await client.patch(
+                            f"/api/tasks/{task_id}",
+                            json={"priority": rng.choice(["low", "medium", "high"])},
+                            headers=auth,
+                        )
                         r.raise_for_status()
                 result.changes += 1
             except httpx.HTTPError as exc:
@@ -93,6 +99,7 @@ async def run_changes(backend_url: str, total: int = 500, rate: float = 50.0, us
 
 
 # -- invariants, read straight from each service's schema --------------------------------------------
+
 
 def published_event_ids(dsn: str) -> list[str]:
     with psycopg.connect(dsn) as conn:
@@ -113,7 +120,8 @@ def occurrences_of(dsn: str, task_ids: set[str]) -> dict[str, int]:
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
             "SELECT previous_occurrence_id::text, count(*) FROM backend.tasks "
-            "WHERE previous_occurrence_id = ANY(%s::uuid[]) GROUP BY 1", (list(task_ids),)
+            "WHERE previous_occurrence_id = ANY(%s::uuid[]) GROUP BY 1",
+            (list(task_ids),),
         ).fetchall()
     return {task_id: 0 for task_id in task_ids} | dict(rows)
 

@@ -91,8 +91,12 @@ def test_an_oversized_body_is_refused_with_413(todo_platform, service):
     assert r.headers["content-type"] == "application/problem+json"
     assert r.json()["type"].endswith("/payload-too-large") and "1048576 bytes" in r.json()["detail"]
     # The sidecar (it holds the app token) may deliver a bulk of events above the client limit.
-    r = httpx.post(f"{url}{route}", content=too_big, timeout=30,
-                   headers={"content-type": "application/json", "dapr-api-token": TEST_APP_API_TOKEN})
+    r = httpx.post(
+        f"{url}{route}",
+        content=too_big,
+        timeout=30,
+        headers={"content-type": "application/json", "dapr-api-token": TEST_APP_API_TOKEN},
+    )
     assert r.status_code != 413, r.text
     still_answers(url)
 
@@ -107,8 +111,9 @@ def test_a_chunked_body_is_counted_as_it_arrives(todo_platform):
             yield b"p" * 32768
         yield b'"}'
 
-    r = httpx.post(f"{url}/api/auth/login", content=chunks(), timeout=30,
-                   headers={"content-type": "application/json"})
+    r = httpx.post(
+        f"{url}/api/auth/login", content=chunks(), timeout=30, headers={"content-type": "application/json"}
+    )
     assert r.status_code == 413, r.text
     assert r.json()["type"].endswith("/payload-too-large")
     still_answers(url)
@@ -149,15 +154,30 @@ def test_a_completed_task_whose_next_date_overflows_goes_to_the_dead_letter_topi
     from confluent_kafka import Consumer, Producer
     from testbed.platform import task_event, task_snapshot
 
-    task = task_snapshot(uuid.uuid4(), status="completed", due_at=FAR_DUE, recurrence=LONG_STEP,
-                         completed_at="2030-01-01T00:00:00Z", series_anchor_at=FAR_DUE)
+    task = task_snapshot(
+        uuid.uuid4(),
+        status="completed",
+        due_at=FAR_DUE,
+        recurrence=LONG_STEP,
+        completed_at="2030-01-01T00:00:00Z",
+        series_anchor_at=FAR_DUE,
+    )
     event = task_event("completed", task, changed_fields=["status", "completed_at"])
-    consumer = Consumer({"bootstrap.servers": kafka.plaintext, "group.id": f"dlq-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": kafka.plaintext,
+            "group.id": f"dlq-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+        }
+    )
     consumer.subscribe(["task-events-dlq"])
     producer = Producer({"bootstrap.servers": kafka.plaintext})
-    producer.produce("task-events", key=event["subject"], value=orjson.dumps(event),
-                     headers={"content-type": "application/cloudevents+json"})
+    producer.produce(
+        "task-events",
+        key=event["subject"],
+        value=orjson.dumps(event),
+        headers={"content-type": "application/cloudevents+json"},
+    )
     producer.flush(30)
     found = None
     deadline = time.monotonic() + 60  # Dapr's redelivery of a RETRY never ends on the test bed
@@ -214,12 +234,15 @@ def test_a_failing_statement_logs_no_parameters(todo_platform):
         db.execute("""CREATE OR REPLACE FUNCTION backend.refuse_planted() RETURNS trigger AS $$
                       BEGIN IF NEW.email LIKE 'planted-%' THEN RAISE EXCEPTION 'refused by the test';
                       END IF; RETURN NEW; END $$ LANGUAGE plpgsql""")
-        db.execute("CREATE TRIGGER refuse_planted BEFORE INSERT ON backend.users FOR EACH ROW "
-                   "EXECUTE FUNCTION backend.refuse_planted()")
+        db.execute(
+            "CREATE TRIGGER refuse_planted BEFORE INSERT ON backend.users FOR EACH ROW "
+            "EXECUTE FUNCTION backend.refuse_planted()"
+        )
         try:
             offset = log_file.stat().st_size
-            r = httpx.post(f"{url}/api/auth/register", json={"email": email, "password": "planted-pass-1"},
-                           timeout=30)
+            r = httpx.post(
+                f"{url}/api/auth/register", json={"email": email, "password": "planted-pass-1"}, timeout=30
+            )
         finally:
             db.execute("DROP TRIGGER refuse_planted ON backend.users")
             db.execute("DROP FUNCTION backend.refuse_planted()")
@@ -242,8 +265,12 @@ BACKEND_MEMORY_LIMIT_MIB = 384
 
 def failed_login(url: str, email: str, client: str) -> httpx.Response:
     # uvicorn takes the client address from X-Forwarded-For sent by a trusted proxy (127.0.0.1 here)
-    return httpx.post(f"{url}/api/auth/login", json={"email": email, "password": "wrong-password"},
-                      headers={"X-Forwarded-For": client}, timeout=30)
+    return httpx.post(
+        f"{url}/api/auth/login",
+        json={"email": email, "password": "wrong-password"},
+        headers={"X-Forwarded-For": client},
+        timeout=30,
+    )
 
 
 def test_one_client_gets_429_after_its_burst(todo_platform):
@@ -289,10 +316,13 @@ def test_a_login_flood_stays_under_the_memory_limit_and_other_routes_answer(todo
         # A connection per request: a pooled one the server has just closed would fail the request.
         limits = httpx.Limits(max_connections=400, max_keepalive_connections=0)
         async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+
             async def one(i: int) -> int:
-                r = await client.post("/api/auth/login", json={"email": f"flood-{i}@example.test",
-                                                               "password": "wrong-password"},
-                                      headers={"X-Forwarded-For": f"10.{i // 250}.{i % 250}.1"})
+                r = await client.post(
+                    "/api/auth/login",
+                    json={"email": f"flood-{i}@example.test", "password": "wrong-password"},
+                    headers={"X-Forwarded-For": f"10.{i // 250}.{i % 250}.1"},
+                )
                 if r.status_code == 503:
                     assert int(r.headers["Retry-After"]) >= 1
                 return r.status_code
@@ -320,10 +350,12 @@ def test_a_login_flood_stays_under_the_memory_limit_and_other_routes_answer(todo
 
     statuses, read_statuses, peak = asyncio.run(flood())
     after = rss_mib(pid)
-    print(f"login flood: {dict(statuses)}; task reads during it: {len(read_statuses)}, "
-          f"statuses {set(read_statuses)}; backend RSS before {before[0]:.0f} MiB, peak sampled "
-          f"{peak:.0f} MiB, after {after[0]:.0f} MiB, high-water mark {after[1]:.0f} MiB "
-          f"(limit {BACKEND_MEMORY_LIMIT_MIB} MiB)")
+    print(
+        f"login flood: {dict(statuses)}; task reads during it: {len(read_statuses)}, "
+        f"statuses {set(read_statuses)}; backend RSS before {before[0]:.0f} MiB, peak sampled "
+        f"{peak:.0f} MiB, after {after[0]:.0f} MiB, high-water mark {after[1]:.0f} MiB "
+        f"(limit {BACKEND_MEMORY_LIMIT_MIB} MiB)"
+    )
     assert set(statuses) <= {401, 503} and statuses[401] > 0
     assert read_statuses and set(read_statuses) == {200}
     assert after[1] < BACKEND_MEMORY_LIMIT_MIB
@@ -381,8 +413,11 @@ def test_a_websocket_is_closed_when_its_token_expires(todo_platform):
     from testbed.platform import token_for
     from websockets.sync.client import connect
 
-    with connect(ws_url(todo_platform), subprotocols=["bearer", token_for(uuid.uuid4(), ttl_seconds=3)],
-                 open_timeout=30) as ws:
+    with connect(
+        ws_url(todo_platform),
+        subprotocols=["bearer", token_for(uuid.uuid4(), ttl_seconds=3)],
+        open_timeout=30,
+    ) as ws:
         ws.send("ping")
         assert "pong" in ws.recv(timeout=30)  # open and served until then
         assert close_of(ws) == (1008, "token expired")
@@ -396,8 +431,9 @@ def test_the_replica_refuses_connections_beyond_its_total(todo_platform):
     try:
         todo_platform.restart_app("sync")
         url = ws_url(todo_platform)
-        opened = [connect(url, subprotocols=["bearer", token_for(uuid.uuid4())], open_timeout=30)
-                  for _ in range(3)]
+        opened = [
+            connect(url, subprotocols=["bearer", token_for(uuid.uuid4())], open_timeout=30) for _ in range(3)
+        ]
         try:
             with connect(url, subprotocols=["bearer", token_for(uuid.uuid4())], open_timeout=30) as extra:
                 assert close_of(extra) == (1013, "too many connections; retry later")
@@ -418,8 +454,14 @@ def test_tokens_must_name_issuer_audience_and_type_and_a_rotation_keeps_sessions
     url = todo_platform.urls["backend"]
     auth = login(url)
     now = int(time.time())
-    base = {"sub": str(uuid.uuid4()), "iat": now, "exp": now + 600, "iss": "todo-backend", "aud": "todo",
-            "typ": "access"}
+    base = {
+        "sub": str(uuid.uuid4()),
+        "iat": now,
+        "exp": now + 600,
+        "iss": "todo-backend",
+        "aud": "todo",
+        "typ": "access",
+    }
 
     def status(claims: dict, secret: str = TEST_JWT_SECRET, kid: str = "1") -> int:
         token = jwt.encode(claims, secret, algorithm="HS256", headers={"kid": kid})
@@ -436,8 +478,10 @@ def test_tokens_must_name_issuer_audience_and_type_and_a_rotation_keeps_sessions
     try:
         # Rotation: the new key signs (kid 2), the old one still verifies what it signed (kid 1).
         todo_platform.extra_env["backend"] = {
-            "JWT_SECRET": new_secret, "JWT_KEY_ID": "2",
-            "JWT_PREVIOUS_SECRET": TEST_JWT_SECRET, "JWT_PREVIOUS_KEY_ID": "1",
+            "JWT_SECRET": new_secret,
+            "JWT_KEY_ID": "2",
+            "JWT_PREVIOUS_SECRET": TEST_JWT_SECRET,
+            "JWT_PREVIOUS_KEY_ID": "1",
         }
         todo_platform.restart_app("backend")
         assert httpx.get(f"{url}/api/tasks", headers=auth, timeout=10).status_code == 200

@@ -26,8 +26,13 @@ BROKEN_TIMEOUT = 8
 
 
 def check(platform, *, check_mode: bool = False, **overrides):
-    args = {"backend_url": platform.urls["backend"], "audit_url": platform.urls["audit"],
-            "audit_timeout": 60, "use_proxy": False, **overrides}
+    args = {
+        "backend_url": platform.urls["backend"],
+        "audit_url": platform.urls["audit"],
+        "audit_timeout": 60,
+        "use_proxy": False,
+        **overrides,
+    }
     return run_module("todo_transaction_check", args, check=check_mode)
 
 
@@ -135,20 +140,41 @@ def run_apps_transaction(tmp_path, extra_vars: dict) -> subprocess.CompletedProc
         "    - ansible.builtin.include_role: {name: apps, tasks_from: transaction}\n"
     )
     (tmp_path / "vars.json").write_text(json.dumps(extra_vars))
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-           "ANSIBLE_COLLECTIONS_PATH": str(REPO / "collections"), "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
-           "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCALHOST_WARNING": "0"}
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+        "ANSIBLE_COLLECTIONS_PATH": str(REPO / "collections"),
+        "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_LOCALHOST_WARNING": "0",
+    }
     return subprocess.run(
-        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", "-c", "local",
-         "-e", f"ansible_python_interpreter={sys.executable}", "-e", f"@{tmp_path / 'vars.json'}",
-         str(playbook)],
-        cwd=REPO, env=env, text=True, capture_output=True, timeout=600, check=False,
+        [
+            str(Path(sys.executable).with_name("ansible-playbook")),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+            "-e",
+            f"@{tmp_path / 'vars.json'}",
+            str(playbook),
+        ],
+        cwd=REPO,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=600,
+        check=False,
     )
 
 
 def test_apps_role_runs_the_check_through_given_urls(todo_platform, tmp_path):
-    urls = {"apps_verify_transaction_backend_url": todo_platform.urls["backend"],
-            "apps_verify_transaction_audit_url": todo_platform.urls["audit"]}
+    urls = {
+        "apps_verify_transaction_backend_url": todo_platform.urls["backend"],
+        "apps_verify_transaction_audit_url": todo_platform.urls["audit"],
+    }
     r = run_apps_transaction(tmp_path, urls)
     assert r.returncode == 0, r.stdout[-3000:]
     assert "Register, create a task and wait for its event in the audit log" in r.stdout

@@ -33,12 +33,30 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def role_value(expression: str) -> object:
     """``expression`` evaluated by Ansible with the dapr role's defaults and vars."""
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
-           "ANSIBLE_STDOUT_CALLBACK": "json", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
-           "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "collections")}
-    args = [str(Path(sys.executable).with_name("ansible")), "localhost", "-c", "local", "-i", "localhost,",
-            "-m", "ansible.builtin.debug", "-a", f"msg={{{{ {expression} | to_json }}}}",
-            "-e", "@roles/dapr/defaults/main.yml", "-e", "@roles/dapr/vars/main.yml"]
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_STDOUT_CALLBACK": "json",
+        "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+        "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "collections"),
+    }
+    args = [
+        str(Path(sys.executable).with_name("ansible")),
+        "localhost",
+        "-c",
+        "local",
+        "-i",
+        "localhost,",
+        "-m",
+        "ansible.builtin.debug",
+        "-a",
+        f"msg={{{{ {expression} | to_json }}}}",
+        "-e",
+        "@roles/dapr/defaults/main.yml",
+        "-e",
+        "@roles/dapr/vars/main.yml",
+    ]
     done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
@@ -67,8 +85,11 @@ def topic_scopes(kafka) -> dict[str, str]:
 
 
 def publish(sidecar, topic: str, marker: str = "") -> httpx.Response:
-    return httpx.post(f"http://127.0.0.1:{sidecar.http_port}/v1.0/publish/pubsub/{topic}",
-                      json={"marker": marker or uuid.uuid4().hex}, timeout=30)
+    return httpx.post(
+        f"http://127.0.0.1:{sidecar.http_port}/v1.0/publish/pubsub/{topic}",
+        json={"marker": marker or uuid.uuid4().hex},
+        timeout=30,
+    )
 
 
 def wait_for_log_line(sidecar, line: str, seconds: float = 120) -> None:
@@ -81,8 +102,9 @@ def wait_for_log_line(sidecar, line: str, seconds: float = 120) -> None:
 
 def resources_for(kafka, directory: Path, topic_scopes: dict[str, str]) -> Path:
     """The test bed's Kafka component (a consumer group of its own) plus the role's scope metadata."""
-    text = kafka_pubsub_component(kafka.plaintext, consumer_group=f"lp-{uuid.uuid4().hex[:8]}",
-                                  initial_offset="oldest")
+    text = kafka_pubsub_component(
+        kafka.plaintext, consumer_group=f"lp-{uuid.uuid4().hex[:8]}", initial_offset="oldest"
+    )
     component = yaml.safe_load(text)
     component["spec"]["metadata"] += [{"name": k, "value": v} for k, v in topic_scopes.items()]
     directory.mkdir(parents=True)
@@ -104,10 +126,12 @@ def test_a_sync_sidecar_cannot_publish_task_events(kafka, daprd_factory, tmp_pat
     try:
         sidecars = {
             "sync": daprd_factory("sync", None, resources_for(kafka, tmp_path / "sync", topic_scopes)),
-            "backend": daprd_factory("backend", backend_app.port,
-                                     resources_for(kafka, tmp_path / "backend", topic_scopes)),
-            "audit": daprd_factory("audit", audit_app.port,
-                                   resources_for(kafka, tmp_path / "audit", topic_scopes)),
+            "backend": daprd_factory(
+                "backend", backend_app.port, resources_for(kafka, tmp_path / "backend", topic_scopes)
+            ),
+            "audit": daprd_factory(
+                "audit", audit_app.port, resources_for(kafka, tmp_path / "audit", topic_scopes)
+            ),
         }
         for app, topic in [("sync", "task-events"), ("sync", "reminders"), ("audit", "task-events")]:
             response = publish(sidecars[app], topic)
@@ -121,8 +145,9 @@ def test_a_sync_sidecar_cannot_publish_task_events(kafka, daprd_factory, tmp_pat
         assert allowed.status_code == 204, allowed.text
         # Subscriptions: audit receives the backend's event; the backend may not subscribe at all.
         wait_for_marker(audit_app, marker)
-        wait_for_log_line(sidecars["backend"],
-                          "subscription to topic 'task-events' on pubsub 'pubsub' is not allowed")
+        wait_for_log_line(
+            sidecars["backend"], "subscription to topic 'task-events' on pubsub 'pubsub' is not allowed"
+        )
         assert backend_app.events.empty()
     finally:
         audit_app.close()
@@ -139,7 +164,10 @@ def test_invocation_is_denied_except_recurring_to_the_next_occurrence_route():
     assert acl["defaultAction"] == "deny" and acl["trustDomain"] == "public"
     [policy] = acl["policies"]
     assert policy == {
-        "appId": "recurring-task", "defaultAction": "deny", "trustDomain": "public", "namespace": "todo",
+        "appId": "recurring-task",
+        "defaultAction": "deny",
+        "trustDomain": "public",
+        "namespace": "todo",
         "operations": [
             {"name": "/internal/tasks/*-*-*-*-*/next-occurrence", "httpVerb": ["POST"], "action": "allow"},
         ],

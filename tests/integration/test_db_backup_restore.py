@@ -111,8 +111,7 @@ def plant(conn: psycopg.Connection) -> dict[str, str]:
 
 def outbox_state(conn: psycopg.Connection) -> dict[str, bool]:
     return {
-        str(e): sent
-        for e, sent in rows(conn, "SELECT event_id, sent_at IS NOT NULL FROM backend.outbox")
+        str(e): sent for e, sent in rows(conn, "SELECT event_id, sent_at IS NOT NULL FROM backend.outbox")
     }
 
 

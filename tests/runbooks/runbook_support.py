@@ -35,8 +35,13 @@ def run_runbook(
         ANSIBLE_ROLES_PATH=str(ROOT / "roles"),
     )
     return subprocess.run(
-        [str(Path(sys.executable).with_name("ansible-playbook")), str(RUNBOOKS / f"{name}.yml"), "-i",
-         str(inventory), *extra],
+        [
+            str(Path(sys.executable).with_name("ansible-playbook")),
+            str(RUNBOOKS / f"{name}.yml"),
+            "-i",
+            str(inventory),
+            *extra,
+        ],
         cwd=ROOT,
         env=base,
         text=True,

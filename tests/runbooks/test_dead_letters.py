@@ -60,8 +60,12 @@ def wait_consumed(kafka, group: str, topic: str, ends: dict[int, int], timeout: 
 
 
 def audit_trail(platform, user) -> list[dict]:
-    r = httpx.get(f"{platform.urls['audit']}/api/audit", params={"limit": 500},
-                  headers={"Authorization": f"Bearer {token_for(user)}"}, timeout=10)
+    r = httpx.get(
+        f"{platform.urls['audit']}/api/audit",
+        params={"limit": 500},
+        headers={"Authorization": f"Bearer {token_for(user)}"},
+        timeout=10,
+    )
     assert r.status_code == 200, r.text
     return r.json()["items"]
 
@@ -77,8 +81,13 @@ def wait_trail(platform, user, event_id: str, timeout: float = 120) -> list[dict
 
 
 def wait_in_dlq(kafka, event_id: str, timeout: float = 120) -> None:
-    consumer = Consumer({"bootstrap.servers": kafka.plaintext, "group.id": f"rb-dlq-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": kafka.plaintext,
+            "group.id": f"rb-dlq-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+        }
+    )
     consumer.subscribe([DLQ])
     deadline = time.monotonic() + timeout
     try:
@@ -93,10 +102,13 @@ def wait_in_dlq(kafka, event_id: str, timeout: float = 120) -> None:
 
 @pytest.fixture
 def inventory(tmp_path, kafka):
-    return write_inventory(tmp_path / "inv", {
-        "kafka_provider": "external",
-        "kafka_external": {"bootstrap_servers": [kafka.plaintext]},
-    })
+    return write_inventory(
+        tmp_path / "inv",
+        {
+            "kafka_provider": "external",
+            "kafka_external": {"bootstrap_servers": [kafka.plaintext]},
+        },
+    )
 
 
 def dlq_report(result) -> list[dict]:
@@ -134,8 +146,12 @@ def test_lists_and_replays_dead_letters_once(todo_platform, kafka, inventory):
     assert messages[lost["id"]]["reason"].startswith("simulated outage")
     assert messages[applied["id"]]["dead_lettered_by"] == "dapr"
 
-    replay_args = ["-e", "dlq_replay_topic=task-events",
-                   "-e", json.dumps({"dlq_replay_event_ids": [lost["id"], applied["id"]]})]
+    replay_args = [
+        "-e",
+        "dlq_replay_topic=task-events",
+        "-e",
+        json.dumps({"dlq_replay_event_ids": [lost["id"], applied["id"]]}),
+    ]
     # --check publishes nothing
     before = end_offsets(kafka, TOPIC)
     checked = run_runbook("dead-letters", inventory, *replay_args, "--check")
@@ -156,8 +172,14 @@ def test_lists_and_replays_dead_letters_once(todo_platform, kafka, inventory):
 
     # Bad selections: nothing is published, and the failure says what to fix.
     unknown = str(uuid.uuid4())
-    result = run_runbook("dead-letters", inventory, "-e", "dlq_replay_topic=task-events",
-                         "-e", json.dumps({"dlq_replay_event_ids": [unknown]}))
+    result = run_runbook(
+        "dead-letters",
+        inventory,
+        "-e",
+        "dlq_replay_topic=task-events",
+        "-e",
+        json.dumps({"dlq_replay_event_ids": [unknown]}),
+    )
     assert result.returncode != 0
     assert f"not in {DLQ}: {unknown}" in result.stdout and "Traceback" not in result.stdout + result.stderr
     result = run_runbook("dead-letters", inventory, "-e", "dlq_replay_topic=task-events")

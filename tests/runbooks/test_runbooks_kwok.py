@@ -57,12 +57,21 @@ def test_status_reports_a_pod_that_is_not_ready(kube, deployed, kwok_inventory):
     assert result.returncode == 0, output_of(result)
 
     pod = pods_of(kube, "audit")[0]["metadata"]["name"]
-    patch = {"status": {"conditions": [{
-        "type": "Ready", "status": "False", "reason": "ContainersNotReady",
-        "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }]}}
-    kube.kubectl("patch", "pod", pod, "-n", "todo", "--subresource=status", "--type=strategic",
-                 "-p", json.dumps(patch))
+    patch = {
+        "status": {
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "False",
+                    "reason": "ContainersNotReady",
+                    "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                }
+            ]
+        }
+    }
+    kube.kubectl(
+        "patch", "pod", pod, "-n", "todo", "--subresource=status", "--type=strategic", "-p", json.dumps(patch)
+    )
     try:
         result = run_runbook("status", kwok_inventory, env=deployed)
         assert result.returncode != 0, "status passed with a pod not Ready"
@@ -78,8 +87,10 @@ def newest_hash(kube, name: str, namespace: str = "todo") -> str:
     revision = dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
     for rs in kget(kube, "replicasets", "-n", namespace)["items"]:
         owners = {o["uid"] for o in rs["metadata"].get("ownerReferences", [])}
-        if dep["metadata"]["uid"] in owners and rs["metadata"]["annotations"].get(
-                "deployment.kubernetes.io/revision") == revision:
+        if (
+            dep["metadata"]["uid"] in owners
+            and rs["metadata"]["annotations"].get("deployment.kubernetes.io/revision") == revision
+        ):
             return rs["metadata"]["labels"]["pod-template-hash"]
     raise AssertionError(f"no ReplicaSet of revision {revision} for {name}")
 
@@ -94,7 +105,8 @@ def assert_only_new_pods_serve(kube, service: str, old_hash: str) -> None:
     for p in pods:
         assert "deletionTimestamp" not in p["metadata"]
         assert {"type": "Ready", "status": "True"}.items() <= next(
-            c for c in p["status"]["conditions"] if c["type"] == "Ready").items()
+            c for c in p["status"]["conditions"] if c["type"] == "Ready"
+        ).items()
 
 
 def test_restart_service_returns_when_only_new_pods_serve(kube, deployed, kwok_inventory):
@@ -103,8 +115,15 @@ def test_restart_service_returns_when_only_new_pods_serve(kube, deployed, kwok_i
     nodes = [n["metadata"]["name"] for n in kget(kube, "nodes")["items"]]
     kube.kubectl("cordon", *nodes)
     try:
-        result = run_runbook("restart-service", kwok_inventory, "-e", "service=audit",
-                             "-e", "restart_wait_timeout=20", env=deployed)
+        result = run_runbook(
+            "restart-service",
+            kwok_inventory,
+            "-e",
+            "service=audit",
+            "-e",
+            "restart_wait_timeout=20",
+            env=deployed,
+        )
     finally:
         kube.kubectl("uncordon", *nodes)
     assert result.returncode != 0, "restart-service succeeded while its new pod could not start"
@@ -137,8 +156,12 @@ def test_rotate_secrets_replaces_every_credential_and_rolls_out(kube, deployed, 
     old_hashes = {s: newest_hash(kube, s) for s in SERVICES}
     env = dict(deployed, **ROTATED)
     # Grafana runs when the scenario installs the charts (molecule/kwok host_vars)
-    grafana = kube.kubectl("get", "deployment", "kube-prometheus-stack-grafana", "-n", "monitoring",
-                           check=False).returncode == 0
+    grafana = (
+        kube.kubectl(
+            "get", "deployment", "kube-prometheus-stack-grafana", "-n", "monitoring", check=False
+        ).returncode
+        == 0
+    )
     grafana_hash = newest_hash(kube, "kube-prometheus-stack-grafana", "monitoring") if grafana else None
     # kwok runs no container to exec into for Grafana's stored password
     no_exec = ("-e", "rotate_grafana_reset_admin_password=false")
@@ -156,8 +179,10 @@ def test_rotate_secrets_replaces_every_credential_and_rolls_out(kube, deployed, 
     assert (app["jwt-key-id"], app["jwt-previous-key-id"]) == ("2", "1")
     for service in SERVICES:
         assert jwt_env(kube, service) == {
-            "JWT_KEY_ID": "2", "JWT_PREVIOUS_KEY_ID": "1",
-            "JWT_PREVIOUS_SECRET_FILE": "/var/run/secrets/todo/jwt-previous-secret"}
+            "JWT_KEY_ID": "2",
+            "JWT_PREVIOUS_KEY_ID": "1",
+            "JWT_PREVIOUS_SECRET_FILE": "/var/run/secrets/todo/jwt-previous-secret",
+        }
     assert f":{ROTATED['TODO_POSTGRES_PASSWORD']}@" in app["database-url"]
     assert secret_values(kube, "todo", "postgres")["password"] == ROTATED["TODO_POSTGRES_PASSWORD"]
     assert secret_values(kube, "todo", "todo-dapr-api-token")["token"] == ROTATED["TODO_DAPR_API_TOKEN"]
@@ -174,8 +199,12 @@ def test_rotate_secrets_replaces_every_credential_and_rolls_out(kube, deployed, 
     # the same values again: the checksums stay, the runbook rolls nothing out (a changed services
     # image would still roll out through the apps phase, so the ReplicaSets are not compared)
     def checksums():
-        return {s: kget(kube, "deployment", s, "-n", "todo")["spec"]["template"]["metadata"]["annotations"][
-            "todo.platform/secrets-checksum"] for s in SERVICES}
+        return {
+            s: kget(kube, "deployment", s, "-n", "todo")["spec"]["template"]["metadata"]["annotations"][
+                "todo.platform/secrets-checksum"
+            ]
+            for s in SERVICES
+        }
 
     before = checksums()
     result = run_runbook("rotate-secrets", kwok_inventory, *no_exec, env=env, timeout=1800)
@@ -189,16 +218,25 @@ def test_rotate_secrets_replaces_every_credential_and_rolls_out(kube, deployed, 
 def jwt_env(kube, service: str) -> dict[str, str]:
     containers = kget(kube, "deployment", service, "-n", "todo")["spec"]["template"]["spec"]["containers"]
     env = next(c for c in containers if c["name"] == service)["env"]
-    return {e["name"]: e["value"] for e in env
-            if e["name"].startswith("JWT_") and e["name"] != "JWT_SECRET_FILE"}
+    return {
+        e["name"]: e["value"] for e in env if e["name"].startswith("JWT_") and e["name"] != "JWT_SECRET_FILE"
+    }
 
 
 def test_rotate_secrets_drops_the_previous_jwt_key_after_the_overlap(kube, deployed, kwok_inventory):
     # the run after the overlap (here: overlap 0, the same as one that has elapsed) drops the key
     old_hashes = {s: newest_hash(kube, s) for s in SERVICES}
     env = dict(deployed, **ROTATED)
-    result = run_runbook("rotate-secrets", kwok_inventory, "-e", "rotate_grafana_reset_admin_password=false",
-                         "-e", "apps_jwt_rotation_overlap_seconds=0", env=env, timeout=1800)
+    result = run_runbook(
+        "rotate-secrets",
+        kwok_inventory,
+        "-e",
+        "rotate_grafana_reset_admin_password=false",
+        "-e",
+        "apps_jwt_rotation_overlap_seconds=0",
+        env=env,
+        timeout=1800,
+    )
     assert result.returncode == 0, output_of(result)
     app = secret_values(kube, "todo", "todo-app")
     assert "jwt-previous-secret" not in app and "jwt-previous-key-id" not in app, sorted(app)
@@ -209,8 +247,16 @@ def test_rotate_secrets_drops_the_previous_jwt_key_after_the_overlap(kube, deplo
         assert jwt_env(kube, service) == {"JWT_KEY_ID": "2"}
         assert_only_new_pods_serve(kube, service, old_hashes[service])
 
-    result = run_runbook("rotate-secrets", kwok_inventory, "-e", "rotate_grafana_reset_admin_password=false",
-                         "-e", "apps_jwt_rotation_overlap_seconds=soon", env=env, timeout=1800)
+    result = run_runbook(
+        "rotate-secrets",
+        kwok_inventory,
+        "-e",
+        "rotate_grafana_reset_admin_password=false",
+        "-e",
+        "apps_jwt_rotation_overlap_seconds=soon",
+        env=env,
+        timeout=1800,
+    )
     assert result.returncode != 0
     expected = "apps_jwt_rotation_overlap_seconds must be a whole number of seconds"
     assert expected in result.stdout, output_of(result)
@@ -228,27 +274,66 @@ PLANTED = {
 def test_diagnostics_bundle_has_the_state_with_secrets_redacted(kube, deployed, kwok_inventory, tmp_path):
     jwt_secret = secret_values(kube, "todo", "todo-app")["jwt-secret"]  # as deployed or rotated
     manifests = [
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "planted", "namespace": "todo"},
-         "stringData": {"value": PLANTED["secret"]}},
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "planted", "namespace": "todo"},
-         "data": {"app.properties": f"note={PLANTED['secret']}\nurl=postgresql://u:{PLANTED['url_password']}@db/x",
-                  "jwt": jwt_secret}},
-        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "planted", "namespace": "todo"},
-         "spec": {"securityContext": {"runAsNonRoot": True, "runAsUser": 10001,
-                                      "seccompProfile": {"type": "RuntimeDefault"}},
-                  "containers": [{"name": "app", "image": "example.invalid/planted:1",
-                                  "securityContext": {"allowPrivilegeEscalation": False,
-                                                      "capabilities": {"drop": ["ALL"]}},
-                                  "env": [{"name": "JWT_SECRET", "value": PLANTED["literal_env"]},
-                                          {"name": "PLAIN_SETTING", "value": "visible-value"}]}]}},
-        {"apiVersion": "dapr.io/v1alpha1", "kind": "Component",
-         "metadata": {"name": "planted", "namespace": "todo"},
-         "spec": {"type": "pubsub.kafka", "version": "v1",
-                  "metadata": [{"name": "saslPassword", "value": PLANTED["component"]}]}},
-        {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "planted.1", "namespace": "todo"},
-         "involvedObject": {"kind": "Pod", "name": "planted", "namespace": "todo"},
-         "reason": "Planted", "type": "Warning",
-         "message": f"request with Authorization: Bearer {PLANTED['jwt']} failed"},
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "planted", "namespace": "todo"},
+            "stringData": {"value": PLANTED["secret"]},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "planted", "namespace": "todo"},
+            "data": {
+                "app.properties": f"note={PLANTED['secret']}\nurl=postgresql://u:{PLANTED['url_password']}@db/x",
+                "jwt": jwt_secret,
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "planted", "namespace": "todo"},
+            "spec": {
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": 10001,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+                "containers": [
+                    {
+                        "name": "app",
+                        "image": "example.invalid/planted:1",
+                        "securityContext": {
+                            "allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"]},
+                        },
+                        "env": [
+                            {"name": "JWT_SECRET", "value": PLANTED["literal_env"]},
+                            {"name": "PLAIN_SETTING", "value": "visible-value"},
+                        ],
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "dapr.io/v1alpha1",
+            "kind": "Component",
+            "metadata": {"name": "planted", "namespace": "todo"},
+            "spec": {
+                "type": "pubsub.kafka",
+                "version": "v1",
+                "metadata": [{"name": "saslPassword", "value": PLANTED["component"]}],
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": "planted.1", "namespace": "todo"},
+            "involvedObject": {"kind": "Pod", "name": "planted", "namespace": "todo"},
+            "reason": "Planted",
+            "type": "Warning",
+            "message": f"request with Authorization: Bearer {PLANTED['jwt']} failed",
+        },
     ]
     planted = {"apiVersion": "v1", "kind": "List", "items": manifests}
     (tmp_path / "planted.json").write_text(json.dumps(planted))
@@ -261,21 +346,30 @@ def test_diagnostics_bundle_has_the_state_with_secrets_redacted(kube, deployed, 
     assert result.returncode == 0, output_of(result)
 
     with tarfile.open(dest) as tar:
-        files = {m.name.split("/", 1)[1]: tar.extractfile(m).read().decode()
-                 for m in tar.getmembers() if m.isfile()}
+        files = {
+            m.name.split("/", 1)[1]: tar.extractfile(m).read().decode()
+            for m in tar.getmembers()
+            if m.isfile()
+        }
     everything = "\n".join(files.values())
     secrets = [*PLANTED.values(), jwt_secret] + [v for v in TEST_SECRETS.values() if len(v) >= 6]
     leaked = [v for v in secrets if v in everything]
     assert not leaked, f"secrets in the bundle: {leaked}"
     assert "visible-value" in everything  # ordinary settings stay readable
     pods = json.loads(files["todo/pods.json"])
-    app_of = {p["metadata"]["name"]: p["metadata"].get("labels", {}).get("app.kubernetes.io/name")
-              for p in pods}
+    app_of = {
+        p["metadata"]["name"]: p["metadata"].get("labels", {}).get("app.kubernetes.io/name") for p in pods
+    }
     assert set(app_of.values()) >= set(SERVICES)
     assert "Planted" in files["todo/events.json"]
     assert json.loads(files["versions.json"])["collection_todo_platform"]
-    for name in ("outbox.json", "consumer_lag.json", "dead_letters.json", "cluster/version.json",
-                 "missing.json"):
+    for name in (
+        "outbox.json",
+        "consumer_lag.json",
+        "dead_letters.json",
+        "cluster/version.json",
+        "missing.json",
+    ):
         assert name in files, sorted(files)
     # every service container's log was asked for: it is in the bundle or missing.json says why not
     backend = next(name for name, app in app_of.items() if app == "backend")
@@ -290,14 +384,16 @@ def crd_names(kube) -> set[str]:
 def test_teardown_keeps_data_when_asked_then_removes_everything(kube, deployed, kwok_inventory):
     pvcs = kget(kube, "pvc", "-n", "todo")["items"]
     assert pvcs, "the deployment made no volume claim to keep"
-    result = run_runbook("teardown", kwok_inventory, "-e", "teardown_keep_data=true", env=deployed,
-                         timeout=1800)
+    result = run_runbook(
+        "teardown", kwok_inventory, "-e", "teardown_keep_data=true", env=deployed, timeout=1800
+    )
     assert result.returncode == 0, output_of(result)
     for ns in ("todo", "monitoring", "kafka", "dapr-system"):
         assert kget(kube, "deployments", "-n", ns)["items"] == [], ns
         assert kget(kube, "statefulsets", "-n", ns)["items"] == [], ns
     assert {p["metadata"]["name"] for p in kget(kube, "pvc", "-n", "todo")["items"]} == {
-        p["metadata"]["name"] for p in pvcs}
+        p["metadata"]["name"] for p in pvcs
+    }
     assert secret_values(kube, "todo", "postgres")["password"]  # the key to the kept data
     assert any(name.endswith(".dapr.io") for name in crd_names(kube))
 
@@ -305,6 +401,9 @@ def test_teardown_keeps_data_when_asked_then_removes_everything(kube, deployed, 
     assert result.returncode == 0, output_of(result)
     namespaces = {n["metadata"]["name"] for n in kget(kube, "namespaces")["items"]}
     assert not namespaces & {"todo", "kafka", "dapr-system", "monitoring", "logging"}, namespaces
-    left = [n for n in crd_names(kube) if n.endswith((".dapr.io", ".strimzi.io", ".monitoring.coreos.com",
-                                                     ".gateway.networking.k8s.io"))]
+    left = [
+        n
+        for n in crd_names(kube)
+        if n.endswith((".dapr.io", ".strimzi.io", ".monitoring.coreos.com", ".gateway.networking.k8s.io"))
+    ]
     assert left == []

@@ -445,7 +445,11 @@ def _module_with_generated_files(tool: GoTool, tmp: Path) -> Path:
     dependency."""
     proc = subprocess.run(
         [go_binary(), "mod", "download", "-json", f"{tool.module}@{tool.upstream_version}"],
-        cwd=tool.wrapper, env=go_env(), capture_output=True, text=True, check=False,
+        cwd=tool.wrapper,
+        env=go_env(),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode != 0:
         raise ComponentError(

@@ -200,7 +200,5 @@ def create_kind_cluster(
         cluster.delete()
         raise
     cluster.ready_seconds = round(time.monotonic() - started, 1)
-    log(
-        f"kind cluster {name}: created {cluster.create_seconds:.0f}s, Ready {cluster.ready_seconds:.0f}s"
-    )
+    log(f"kind cluster {name}: created {cluster.create_seconds:.0f}s, Ready {cluster.ready_seconds:.0f}s")
     return cluster

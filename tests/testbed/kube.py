@@ -75,12 +75,15 @@ def _origin_path(root: Path) -> Path | None:
     try:
         url = subprocess.run(
             ["git", "-C", str(root), "config", "--get", "remote.origin.url"],
-            capture_output=True, text=True, check=False, timeout=10,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     if url.startswith("file://"):
-        url = url[len("file://"):]
+        url = url[len("file://") :]
     if not url or "://" in url or (":" in url.split("/")[0] and not url.startswith("/")):
         return None  # empty, or a network remote (https://..., ssh://..., host:path)
     path = Path(url).expanduser()

@@ -67,15 +67,22 @@ def task_snapshot(user_id: uuid.UUID | str, task_id: uuid.UUID | str | None = No
     return task
 
 
-def task_event(kind: str, task: dict, *, changed_fields: list[str] | None = None,
-               event_id: str | None = None, time: datetime | None = None) -> dict:
+def task_event(
+    kind: str,
+    task: dict,
+    *,
+    changed_fields: list[str] | None = None,
+    event_id: str | None = None,
+    time: datetime | None = None,
+) -> dict:
     """The CloudEvent the backend publishes on ``task-events`` for ``task``."""
     from todo.common.cloudevents import TASK_EVENT_TYPES, build_event
 
     data = dict(task)
     data["changed_fields"] = changed_fields or []
-    return build_event(TASK_EVENT_TYPES[kind], "/todo/backend", task["id"], data,
-                       event_id=event_id, time=time)
+    return build_event(
+        TASK_EVENT_TYPES[kind], "/todo/backend", task["id"], data, event_id=event_id, time=time
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -179,10 +186,19 @@ class TodoPlatform:
         import subprocess
 
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "DATABASE_"))}
-        env.update(DATABASE_URL=self.dsn, DB_SERVICE_ROLE_PREFIX=self.role_prefix,
-                   **{f"DB_PASSWORD_{p.upper()}": pw for p, pw in self.role_passwords.items()})
-        done = subprocess.run([str(Path(sys.executable).with_name("todo-migrate")), "all"], env=env,
-                              capture_output=True, text=True, timeout=300, check=False)
+        env.update(
+            DATABASE_URL=self.dsn,
+            DB_SERVICE_ROLE_PREFIX=self.role_prefix,
+            **{f"DB_PASSWORD_{p.upper()}": pw for p, pw in self.role_passwords.items()},
+        )
+        done = subprocess.run(
+            [str(Path(sys.executable).with_name("todo-migrate")), "all"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         if done.returncode:
             raise ComponentError(f"todo-migrate all failed: {done.stderr.strip()[-2000:]}")
 
@@ -227,8 +243,9 @@ class TodoPlatform:
                             return
         finally:
             api.close()
-        raise ComponentError(f"task changes do not reach {sync_key} within {timeout:.0f}s; "
-                             f"see {self.log_dir}")
+        raise ComponentError(
+            f"task changes do not reach {sync_key} within {timeout:.0f}s; see {self.log_dir}"
+        )
 
     def stop_all(self) -> None:
         for key in reversed(list(self.urls)):
@@ -308,8 +325,11 @@ class TodoPlatform:
         (path / "pubsub.yaml").write_text(component)
         if service == "sync":
             fanout = kafka_pubsub_component(
-                self.kafka.plaintext, name=SYNC_PUBSUB_NAME, consumer_group=f"sync-{uuid.uuid4().hex[:12]}",
-                client_id=service, initial_offset="newest",
+                self.kafka.plaintext,
+                name=SYNC_PUBSUB_NAME,
+                consumer_group=f"sync-{uuid.uuid4().hex[:12]}",
+                client_id=service,
+                initial_offset="newest",
             )
             (path / "pubsub-fanout.yaml").write_text(fanout)
         (path / "resiliency.yaml").write_text(RESILIENCY)
@@ -396,8 +416,13 @@ def todo_platform(pg, kafka, prometheus, daprd_factory, testbed_run) -> Iterator
     """The whole application on the test bed (see :class:`TodoPlatform`)."""
     run_dir = Path(testbed_run.data_dir) / "todo-platform"
     platform = TodoPlatform(
-        pg=pg, kafka=kafka, prometheus=prometheus, start_sidecar=_factory_adapter(daprd_factory),
-        workdir=run_dir, log_dir=Path(testbed_run.log_dir), database=f"todo_tests_{os.getpid()}",
+        pg=pg,
+        kafka=kafka,
+        prometheus=prometheus,
+        start_sidecar=_factory_adapter(daprd_factory),
+        workdir=run_dir,
+        log_dir=Path(testbed_run.log_dir),
+        database=f"todo_tests_{os.getpid()}",
     )
     try:
         platform.start_all()
@@ -447,9 +472,14 @@ def main(argv: list[str] | None = None) -> int:
     pg, _ = acquire("postgres", Postgres, run)
     kafka, _ = acquire("kafka", Kafka, run)
     prometheus, _ = acquire("prometheus", Prometheus, run)
-    platform = TodoPlatform(pg=pg, kafka=kafka, prometheus=prometheus,
-                            start_sidecar=_standalone_sidecar_starter(run),
-                            workdir=Path(run.data_dir) / "todo-platform", log_dir=Path(run.log_dir))
+    platform = TodoPlatform(
+        pg=pg,
+        kafka=kafka,
+        prometheus=prometheus,
+        start_sidecar=_standalone_sidecar_starter(run),
+        workdir=Path(run.data_dir) / "todo-platform",
+        log_dir=Path(run.log_dir),
+    )
     stop = False
 
     def on_signal(_signum: int, _frame: Any) -> None:
@@ -490,9 +520,9 @@ def _banner(info: dict[str, Any], platform: TodoPlatform) -> str:
         "",
         "Try it:",
         f"  curl -s -XPOST {urls['backend']}/api/auth/register -H 'content-type: application/json' \\",
-        "       -d '{\"email\":\"me@example.test\",\"password\":\"correct-horse-battery\"}'",
+        '       -d \'{"email":"me@example.test","password":"correct-horse-battery"}\'',
         f"  curl -s -XPOST {urls['backend']}/api/auth/login -H 'content-type: application/json' \\",
-        "       -d '{\"email\":\"me@example.test\",\"password\":\"correct-horse-battery\"}'",
+        '       -d \'{"email":"me@example.test","password":"correct-horse-battery"}\'',
         "",
     ]
     return "\n".join(lines)

@@ -54,11 +54,21 @@ def cluster_like_jobs(
                 }
             )
     jobs: list[dict[str, Any]] = [
-        {"job_name": service, "scrape_interval": interval, "metrics_path": "/metrics",
-         "static_configs": targets}
+        {
+            "job_name": service,
+            "scrape_interval": interval,
+            "metrics_path": "/metrics",
+            "static_configs": targets,
+        }
         for service, targets in app_targets.items()
     ]
     if sidecars:
-        jobs.append({"job_name": DAPR_JOB, "scrape_interval": interval, "metrics_path": "/",
-                     "static_configs": sidecars})
+        jobs.append(
+            {
+                "job_name": DAPR_JOB,
+                "scrape_interval": interval,
+                "metrics_path": "/",
+                "static_configs": sidecars,
+            }
+        )
     return jobs

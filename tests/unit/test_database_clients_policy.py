@@ -33,7 +33,9 @@ def _policies(database: str) -> dict[str, dict]:
         apps_dapr_namespace="dapr-system",
         apps_kafka_namespace="kafka",
         apps_monitoring_namespace="monitoring",
-        apps_monitoring_scraper_labels=_vars("roles/apps/defaults/main.yml")["apps_monitoring_scraper_labels"],
+        apps_monitoring_scraper_labels=_vars("roles/apps/defaults/main.yml")[
+            "apps_monitoring_scraper_labels"
+        ],
         apps_kafka_cidr="",
         apps_kafka_ports=[9092],
         apps_database=database,

@@ -16,8 +16,21 @@ TASK_FILES = sorted(
 # Options of kubernetes.core's k8s modules that mean nothing as task variables: written under
 # `vars:` by mistake, the module silently runs without them (no wait, default state, ...).
 K8S_OPTIONS = {
-    "wait", "wait_condition", "wait_timeout", "wait_sleep", "state", "definition", "namespace",
-    "name", "kind", "api_version", "apply", "force", "label_selectors", "delete_all", "template",
+    "wait",
+    "wait_condition",
+    "wait_timeout",
+    "wait_sleep",
+    "state",
+    "definition",
+    "namespace",
+    "name",
+    "kind",
+    "api_version",
+    "apply",
+    "force",
+    "label_selectors",
+    "delete_all",
+    "template",
 }
 
 

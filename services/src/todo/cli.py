@@ -128,8 +128,11 @@ def migrate_main(argv: list[str] | None = None) -> None:
         from todo.common.db_roles import ServiceRoleError, apply_service_roles
 
         try:
-            asyncio.run(apply_service_roles(url, settings.db_service_role_prefix, packages,
-                                            settings.service_passwords()))
+            asyncio.run(
+                apply_service_roles(
+                    url, settings.db_service_role_prefix, packages, settings.service_passwords()
+                )
+            )
         except ServiceRoleError as exc:
             raise SystemExit(f"todo-migrate: {exc}") from None
         except Exception as exc:

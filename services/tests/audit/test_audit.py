@@ -23,7 +23,10 @@ def audit_dsn(pg):
 @pytest.fixture(scope="module")
 async def client(audit_dsn):
     settings = ServiceSettings(
-        database_url=audit_dsn, jwt_secret=TEST_JWT_SECRET, dapr_ready_check=False, dapr_http_port=1,
+        database_url=audit_dsn,
+        jwt_secret=TEST_JWT_SECRET,
+        dapr_ready_check=False,
+        dapr_http_port=1,
         development_mode=True,  # deliveries without the app token
     )  # no sidecar: a DLQ publish fails
     app = create_app(settings)

@@ -14,12 +14,21 @@ def test_poison_event_is_moved_to_the_dead_letter_topic(todo_platform, kafka):
     from confluent_kafka import Consumer, Producer
 
     poison = task_event("created", task_snapshot(uuid.uuid4()) | {"user_id": "not-a-uuid"})
-    consumer = Consumer({"bootstrap.servers": kafka.plaintext, "group.id": f"dlq-check-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": kafka.plaintext,
+            "group.id": f"dlq-check-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+        }
+    )
     consumer.subscribe(["task-events-dlq"])
     producer = Producer({"bootstrap.servers": kafka.plaintext})
-    producer.produce("task-events", key=poison["subject"], value=orjson.dumps(poison),
-                     headers={"content-type": "application/cloudevents+json"})
+    producer.produce(
+        "task-events",
+        key=poison["subject"],
+        value=orjson.dumps(poison),
+        headers={"content-type": "application/cloudevents+json"},
+    )
     producer.flush(30)
     found = None
     deadline = time.monotonic() + 90

@@ -26,8 +26,14 @@ TODO_MIGRATE = str(Path(sys.executable).with_name("todo-migrate"))
 
 def todo_migrate(dsn: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "DATABASE_"))}
-    return subprocess.run([TODO_MIGRATE, "all"], env={**clean, "DATABASE_URL": dsn, **env},
-                          capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        [TODO_MIGRATE, "all"],
+        env={**clean, "DATABASE_URL": dsn, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +43,9 @@ def roles(pg):
     dsn = pg.create_database(database)
     prefix = f"rolestest_{uuid.uuid4().hex[:8]}"
     passwords = {p: uuid.uuid4().hex for p in PACKAGES}
-    done = todo_migrate(dsn, DB_SERVICE_ROLE_PREFIX=prefix,
-                        **{f"DB_PASSWORD_{p.upper()}": pw for p, pw in passwords.items()})
+    done = todo_migrate(
+        dsn, DB_SERVICE_ROLE_PREFIX=prefix, **{f"DB_PASSWORD_{p.upper()}": pw for p, pw in passwords.items()}
+    )
     assert done.returncode == 0, done.stderr
     yield {p: f"postgresql://{prefix}_{p}:{passwords[p]}@{pg.host}:{pg.port}/{database}" for p in PACKAGES}
     with psycopg.connect(pg.dsn(), autocommit=True) as conn:

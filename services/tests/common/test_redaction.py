@@ -67,9 +67,33 @@ def _substitute_everything(text: str) -> str:
     return text
 
 
-_FRAGMENTS = ["Bearer ", "bAsIc ", "Digest ", "eyJ", "abcde.", "fghij.", "://", "u:", "@h", "password",
-              "PWD", "secret", "Token", "api-key", "ACCESS_KEY", "SharedAccessKey", "=", ": ", "'x y'",
-              "hunter2", " ", "&", ";", "plain words", "é"]
+_FRAGMENTS = [
+    "Bearer ",
+    "bAsIc ",
+    "Digest ",
+    "eyJ",
+    "abcde.",
+    "fghij.",
+    "://",
+    "u:",
+    "@h",
+    "password",
+    "PWD",
+    "secret",
+    "Token",
+    "api-key",
+    "ACCESS_KEY",
+    "SharedAccessKey",
+    "=",
+    ": ",
+    "'x y'",
+    "hunter2",
+    " ",
+    "&",
+    ";",
+    "plain words",
+    "é",
+]
 
 
 @given(st.lists(st.sampled_from(_FRAGMENTS), max_size=12).map("".join))
@@ -97,8 +121,25 @@ def test_the_message_is_redacted_and_the_generated_fields_kept():
 # Pieces that made the old patterns try again at every repetition (each attempt scanning to the end):
 # JWT starts without the dots, URL schemes with a user but no "@", quotes that never close, headers
 # without a value. Repeated up to the longest request line the server accepts and up to the cap.
-_ADVERSARIAL = ["eyJ-", "eyJ", "a://b:", "a:", "://", "x:y", "token=\"", "token='", "password ", "Bearer\t",
-                " ", "basic ", "@", "-", "key=", "é", "/"]
+_ADVERSARIAL = [
+    "eyJ-",
+    "eyJ",
+    "a://b:",
+    "a:",
+    "://",
+    "x:y",
+    'token="',
+    "token='",
+    "password ",
+    "Bearer\t",
+    " ",
+    "basic ",
+    "@",
+    "-",
+    "key=",
+    "é",
+    "/",
+]
 _SIZES = [MAX_REQUEST_LINE, MAX_SCANNED_CHARS]
 
 

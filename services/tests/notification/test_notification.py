@@ -29,8 +29,13 @@ def dsn(pg):
 
 @pytest.fixture(scope="module")
 async def app(dsn):
-    settings = NotificationSettings(database_url=dsn, jwt_secret=TEST_JWT_SECRET, dapr_ready_check=False,
-                                    dapr_http_port=1, development_mode=True)
+    settings = NotificationSettings(
+        database_url=dsn,
+        jwt_secret=TEST_JWT_SECRET,
+        dapr_ready_check=False,
+        dapr_http_port=1,
+        development_mode=True,
+    )
     app = create_app(settings)
     yield app
     await app.state.db.dispose()
@@ -150,8 +155,9 @@ async def test_replicas_fire_each_reminder_exactly_once(app, client, clean, dsn)
         await deliver(client, task_event("created", task))
     # Four "replicas": separate connection pools racing over the same due rows.
     dbs = [Database(dsn, pool_size=2) for _ in range(4)]
-    schedulers = [ReminderScheduler(db, OutboxRelay(db, ReminderOutbox, app.state.dapr), batch_size=7)
-                  for db in dbs]
+    schedulers = [
+        ReminderScheduler(db, OutboxRelay(db, ReminderOutbox, app.state.dapr), batch_size=7) for db in dbs
+    ]
 
     async def drain(s):
         got = []
@@ -184,8 +190,13 @@ async def test_reminder_is_emailed_through_a_real_smtp_server(app, client, clean
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        smtp = SmtpSettings(host="127.0.0.1", port=port, sender="todo@test.invalid", security="none",
-                            default_to="someone@test.invalid")
+        smtp = SmtpSettings(
+            host="127.0.0.1",
+            port=port,
+            sender="todo@test.invalid",
+            security="none",
+            default_to="someone@test.invalid",
+        )
         scheduler = ReminderScheduler(app.state.db, app.state.relay, smtp=smtp)
         task = reminder_task(uuid.uuid4(), due_in=timedelta(seconds=20), title="Pay the rent")
         await deliver(client, task_event("created", task))

@@ -18,8 +18,12 @@ DUE = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 
 def task(version=1, due=DUE, before=15, status="open"):
-    return {"version": version, "due_at": due.isoformat() if due else None,
-            "remind_before_minutes": before, "status": status}
+    return {
+        "version": version,
+        "due_at": due.isoformat() if due else None,
+        "remind_before_minutes": before,
+        "status": status,
+    }
 
 
 def test_created_with_due_date_and_offset_schedules_reminder():

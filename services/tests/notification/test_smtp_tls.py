@@ -70,8 +70,9 @@ class WireRecorder:
             finally:
                 writer.close()
 
-        await asyncio.gather(pump(client_reader, server_writer, True),
-                             pump(server_reader, client_writer, False))
+        await asyncio.gather(
+            pump(client_reader, server_writer, True), pump(server_reader, client_writer, False)
+        )
 
     def shows_credentials(self) -> bool:
         """AUTH PLAIN and LOGIN send base64; any of these on the wire gives the password away."""
@@ -97,15 +98,22 @@ def server_tls(certs):
 
 
 def start_server(handler, **options):
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), authenticator=handler,
-                            **options)
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), authenticator=handler, **options)
     controller.start()
     return controller
 
 
 def settings(port, certs, **fields):
-    return SmtpSettings(host="127.0.0.1", port=port, sender="todo@test.invalid", username=USER,
-                        password=PASSWORD, ca_file=str(certs["ca"]), timeout=10, **fields)
+    return SmtpSettings(
+        host="127.0.0.1",
+        port=port,
+        sender="todo@test.invalid",
+        username=USER,
+        password=PASSWORD,
+        ca_file=str(certs["ca"]),
+        timeout=10,
+        **fields,
+    )
 
 
 def event():
@@ -166,8 +174,14 @@ async def test_a_server_certificate_no_trusted_ca_signed_is_refused(certs, serve
 
 
 def test_credentials_over_plain_text_refuse_to_start():
-    base = dict(smtp_host="mail.test.invalid", smtp_username=USER, smtp_password=PASSWORD,
-                smtp_security="none", app_api_token="t" * 32, database_url="postgresql://u@h/db")
+    base = dict(
+        smtp_host="mail.test.invalid",
+        smtp_username=USER,
+        smtp_password=PASSWORD,
+        smtp_security="none",
+        app_api_token="t" * 32,
+        database_url="postgresql://u@h/db",
+    )
     with pytest.raises(ValueError, match="credentials would cross the network in clear"):
         NotificationSettings(**base).check_can_serve()
     NotificationSettings(**base, development_mode=True).check_can_serve()  # a developer's relay

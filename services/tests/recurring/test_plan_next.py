@@ -18,9 +18,16 @@ def test_one_off_task_has_no_next_occurrence():
 
 
 def test_daily_task_uses_completion_time_and_series_anchor():
-    got = plan_next(snap(recurrence={"freq": "daily", "interval": 1, "until": None, "count": None},
-                         due_at="2026-03-01T09:00:00Z", series_anchor_at="2026-02-27T09:00:00Z",
-                         completed_at="2026-03-03T12:00:00Z", occurrence=3), None)
+    got = plan_next(
+        snap(
+            recurrence={"freq": "daily", "interval": 1, "until": None, "count": None},
+            due_at="2026-03-01T09:00:00Z",
+            series_anchor_at="2026-02-27T09:00:00Z",
+            completed_at="2026-03-03T12:00:00Z",
+            occurrence=3,
+        ),
+        None,
+    )
     assert got.due_at == datetime(2026, 3, 4, 9, tzinfo=UTC)
     assert got.series_anchor_at == datetime(2026, 2, 27, 9, tzinfo=UTC)
 
@@ -38,8 +45,12 @@ def test_ended_series_has_no_next_occurrence():
 
 @pytest.mark.parametrize(
     "fields",
-    [{"recurrence": {"freq": "fortnightly"}}, {"recurrence": {"freq": "daily"}, "due_at": "yesterday"},
-     {"recurrence": {"freq": "daily"}, "occurrence": 0}, {"recurrence": "daily"}],
+    [
+        {"recurrence": {"freq": "fortnightly"}},
+        {"recurrence": {"freq": "daily"}, "due_at": "yesterday"},
+        {"recurrence": {"freq": "daily"}, "occurrence": 0},
+        {"recurrence": "daily"},
+    ],
 )
 def test_unusable_snapshots_are_poison(fields):
     with pytest.raises(PoisonEvent):

@@ -89,8 +89,9 @@ def test_task_without_due_date_anchors_on_completion_time():
 
 def test_later_occurrence_keeps_the_series_anchor():
     # The 2nd occurrence (due 02 May) completed on 05 May 20:00 -> next series date after that.
-    got = nxt(Recurrence("daily"), "2026-05-02T18:30", "2026-05-05T20:00", anchor="2026-05-01T18:30",
-              occurrence=2)
+    got = nxt(
+        Recurrence("daily"), "2026-05-02T18:30", "2026-05-05T20:00", anchor="2026-05-01T18:30", occurrence=2
+    )
     assert got.due_at == t("2026-05-06T18:30")
     assert got.series_anchor_at == t("2026-05-01T18:30")
 
@@ -111,8 +112,9 @@ def test_count_counts_occurrences():
 
 
 def test_from_dict_reads_the_task_snapshot():
-    rule = Recurrence.from_dict({"freq": "Monthly", "interval": 2, "until": "2027-01-01T00:00:00Z",
-                                 "count": None})
+    rule = Recurrence.from_dict(
+        {"freq": "Monthly", "interval": 2, "until": "2027-01-01T00:00:00Z", "count": None}
+    )
     assert rule == Recurrence("monthly", 2, t("2027-01-01T00:00"), None)
     assert Recurrence.from_dict(None) is None
     assert Recurrence.from_dict({"freq": None}) is None
@@ -120,8 +122,13 @@ def test_from_dict_reads_the_task_snapshot():
 
 @pytest.mark.parametrize(
     "raw",
-    [{"freq": "hourly"}, {"freq": "daily", "interval": 0}, {"freq": "daily", "count": 0},
-     {"freq": "daily", "interval": "2"}, {"freq": "daily", "until": "tomorrow"}],
+    [
+        {"freq": "hourly"},
+        {"freq": "daily", "interval": 0},
+        {"freq": "daily", "count": 0},
+        {"freq": "daily", "interval": "2"},
+        {"freq": "daily", "until": "tomorrow"},
+    ],
 )
 def test_bad_rules_are_rejected_clearly(raw):
     with pytest.raises(InvalidRecurrence):
@@ -135,6 +142,7 @@ def test_add_months_clamps_to_month_end():
 
 
 # --- randomised properties against a brute-force oracle -------------------------------------------
+
 
 def _random_case(rng: random.Random):
     freq = rng.choice(["daily", "weekly", "monthly", "yearly"])
@@ -165,8 +173,9 @@ def test_property_next_is_first_series_date_after_due_and_completion(seed):
     rng = random.Random(seed)
     for _ in range(200):
         rule, anchor, due, completed, k = _random_case(rng)
-        got = next_occurrence(rule, due_at=due, series_anchor_at=anchor, completed_at=completed,
-                              occurrence=k + 1)
+        got = next_occurrence(
+            rule, due_at=due, series_anchor_at=anchor, completed_at=completed, occurrence=k + 1
+        )
         assert got.due_at > due and got.due_at > completed
         assert got.due_at == _oracle(rule, anchor, due, completed), (rule, anchor, due, completed)
         assert got.series_anchor_at == anchor
@@ -193,8 +202,9 @@ def test_property_until_never_exceeded_and_count_respected(seed):
         until = due + timedelta(days=rng.randint(0, 400))
         count = rng.randint(1, 40)
         limited = Recurrence(rule.freq, rule.interval, until, count)
-        got = next_occurrence(limited, due_at=due, series_anchor_at=anchor, completed_at=completed,
-                              occurrence=k + 1)
+        got = next_occurrence(
+            limited, due_at=due, series_anchor_at=anchor, completed_at=completed, occurrence=k + 1
+        )
         unlimited = _oracle(rule, anchor, due, completed)
         if k + 1 >= count or unlimited > until:
             assert got is None

@@ -34,10 +34,15 @@ async def test_every_replica_pushes_every_event(todo_platform):
         todo_platform.wait_pipeline("sync")
         token = await login(todo_platform.urls["backend"])
         urls = [todo_platform.urls[k].replace("http://", "ws://") + "/ws" for k in ("sync", second)]
-        async with websockets.connect(urls[0], subprotocols=["bearer", token]) as one, \
-                websockets.connect(urls[1], subprotocols=["bearer", token]) as two:
-            async with httpx.AsyncClient(base_url=todo_platform.urls["backend"], timeout=30,
-                                         headers={"Authorization": f"Bearer {token}"}) as api:
+        async with (
+            websockets.connect(urls[0], subprotocols=["bearer", token]) as one,
+            websockets.connect(urls[1], subprotocols=["bearer", token]) as two,
+        ):
+            async with httpx.AsyncClient(
+                base_url=todo_platform.urls["backend"],
+                timeout=30,
+                headers={"Authorization": f"Bearer {token}"},
+            ) as api:
                 r = await api.post("/api/tasks", json={"title": "seen everywhere"})
                 assert r.status_code == 201
                 task_id = r.json()["id"]

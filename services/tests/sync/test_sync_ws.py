@@ -17,8 +17,9 @@ from todo.sync.app import SyncSettings, create_app
 
 @pytest.fixture(scope="module")
 async def server():
-    settings = SyncSettings(jwt_secret=TEST_JWT_SECRET, dapr_ready_check=False, ws_heartbeat_seconds=0.3,
-                            development_mode=True)
+    settings = SyncSettings(
+        jwt_secret=TEST_JWT_SECRET, dapr_ready_check=False, ws_heartbeat_seconds=0.3, development_mode=True
+    )
     app = create_app(settings)
     port = free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
@@ -146,12 +147,22 @@ async def test_unusable_events_go_to_the_dead_letter_topic_with_the_reason(daprd
 
     (tmp_path / "pubsub.yaml").write_text(kafka_pubsub_component(kafka.plaintext, consumer_group="syncdlq"))
     sidecar = daprd_factory("syncdlqtest", None, tmp_path)
-    settings = SyncSettings(jwt_secret=TEST_JWT_SECRET, dapr_ready_check=False, development_mode=True,
-                            dapr_http_port=sidecar.http_port)
+    settings = SyncSettings(
+        jwt_secret=TEST_JWT_SECRET,
+        dapr_ready_check=False,
+        development_mode=True,
+        dapr_http_port=sidecar.http_port,
+    )
     app = create_app(settings)
     marker = uuid.uuid4().hex  # the shared Kafka may hold dead letters of other tests
-    no_user = {"specversion": "1.0", "id": f"no-user-{marker}", "source": "/t",
-               "type": "com.todo.task.created", "subject": marker, "data": {"no": "user"}}
+    no_user = {
+        "specversion": "1.0",
+        "id": f"no-user-{marker}",
+        "source": "/t",
+        "type": "com.todo.task.created",
+        "subject": marker,
+        "data": {"no": "user"},
+    }
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sync") as c:
         r = await c.post("/events/task-events", content=orjson.dumps(no_user | {"topic": "task-events"}))
         assert r.json() == {"status": "SUCCESS"}
@@ -159,8 +170,9 @@ async def test_unusable_events_go_to_the_dead_letter_topic_with_the_reason(daprd
         assert r.json() == {"status": "SUCCESS"}
     await app.state.dapr.aclose()
 
-    reader = Consumer({**kafka.client_config("plaintext"), "group.id": f"t-{marker}",
-                       "auto.offset.reset": "earliest"})
+    reader = Consumer(
+        {**kafka.client_config("plaintext"), "group.id": f"t-{marker}", "auto.offset.reset": "earliest"}
+    )
     reader.subscribe(["task-events-dlq", "reminders-dlq"])
     found: dict[str, dict] = {}
 
@@ -179,11 +191,17 @@ async def test_unusable_events_go_to_the_dead_letter_topic_with_the_reason(daprd
 
 
 async def test_unusable_events_are_retried_while_the_dead_letter_topic_is_unreachable():
-    settings = SyncSettings(jwt_secret=TEST_JWT_SECRET, dapr_ready_check=False, development_mode=True,
-                            dapr_http_port=9)  # nothing listens: the DLQ publish fails
+    settings = SyncSettings(
+        jwt_secret=TEST_JWT_SECRET, dapr_ready_check=False, development_mode=True, dapr_http_port=9
+    )  # nothing listens: the DLQ publish fails
     app = create_app(settings)
-    no_user = {"specversion": "1.0", "id": "x", "source": "/t", "type": "com.todo.task.created",
-               "data": {"no": "user"}}
+    no_user = {
+        "specversion": "1.0",
+        "id": "x",
+        "source": "/t",
+        "type": "com.todo.task.created",
+        "data": {"no": "user"},
+    }
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sync") as c:
         r = await c.post("/events/task-events", content=orjson.dumps(no_user))
         assert r.status_code == 503 and r.json() == {"status": "RETRY"}

@@ -535,8 +535,11 @@ def render_all() -> dict[str, str]:
 def stale() -> list[str]:
     """The dashboards whose committed JSON differs from this source, and JSON without a source."""
     built = render_all()
-    changed = [f"{name}.json" for name, text in built.items()
-               if not (OUT / f"{name}.json").is_file() or (OUT / f"{name}.json").read_text() != text]
+    changed = [
+        f"{name}.json"
+        for name, text in built.items()
+        if not (OUT / f"{name}.json").is_file() or (OUT / f"{name}.json").read_text() != text
+    ]
     orphans = [p.name for p in sorted(OUT.glob("*.json")) if p.stem not in built]
     return changed + orphans
 

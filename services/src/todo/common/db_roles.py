@@ -95,8 +95,9 @@ async def apply_service_roles(
     database_url: str, prefix: str, packages: list[str], passwords: Mapping[str, str | None]
 ) -> None:
     """Run as the migration role after the migrations: each package's role and grants."""
-    engine = create_async_engine(async_database_url(database_url), poolclass=pool.NullPool,
-                                 hide_parameters=True)
+    engine = create_async_engine(
+        async_database_url(database_url), poolclass=pool.NullPool, hide_parameters=True
+    )
     try:
         async with engine.begin() as conn:
             for package in packages:

@@ -50,8 +50,9 @@ class SmtpSettings:
         if self.security is None:
             object.__setattr__(self, "security", default_smtp_security(self.port))
         if self.security not in SMTP_SECURITY_MODES:
-            raise ValueError(f"SMTP_SECURITY must be one of {', '.join(SMTP_SECURITY_MODES)}, "
-                             f"not {self.security!r}")
+            raise ValueError(
+                f"SMTP_SECURITY must be one of {', '.join(SMTP_SECURITY_MODES)}, not {self.security!r}"
+            )
         if self.security == "none" and self.has_credentials and not self.allow_plaintext_credentials:
             raise ValueError(
                 "SMTP_USERNAME/SMTP_PASSWORD are set with SMTP_SECURITY=none: the credentials would "
@@ -112,8 +113,9 @@ class ReminderScheduler:
             except Exception as exc:
                 failures += 1
                 if failures == 1 or failures % 20 == 0:
-                    _log.warning("scheduler cycle failed", error=f"{type(exc).__name__}: {exc}",
-                                 failures=failures)
+                    _log.warning(
+                        "scheduler cycle failed", error=f"{type(exc).__name__}: {exc}", failures=failures
+                    )
                 fired = []
             ticks += 1
             if len(fired) < self.batch_size:
@@ -160,7 +162,7 @@ def reminder_message(smtp: SmtpSettings, recipient: str, event: dict[str, Any]) 
     message["Subject"] = f"Reminder: {title}"
     message["Message-ID"] = f"<{event.get('id')}@todo.reminders>"
     late = " (sent late: reminders were paused at the reminder time)" if data.get("late") else ""
-    message.set_content(f"Your task \"{title}\" is due at {due}.{late}\n")
+    message.set_content(f'Your task "{title}" is due at {due}.{late}\n')
     return message
 
 

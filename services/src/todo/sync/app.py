@@ -120,9 +120,7 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
     return app
 
 
-async def _serve_websocket(
-    websocket: WebSocket, app: FastAPI, hub: Hub, settings: SyncSettings
-) -> None:
+async def _serve_websocket(websocket: WebSocket, app: FastAPI, hub: Hub, settings: SyncSettings) -> None:
     """One client's connection: authenticated by its token, within the limits, while the token lasts."""
     token, subprotocol = token_from(websocket)
     await websocket.accept(subprotocol=subprotocol)

@@ -35,8 +35,11 @@ def client_message(event: CloudEvent) -> tuple[str, dict[str, Any]]:
         task = dict(data.get("task") or {})
         task.setdefault("id", data.get("task_id"))
         message["task"] = task
-        message["reminder"] = {"fire_at": data.get("fire_at"), "fired_at": data.get("fired_at"),
-                               "late": bool(data.get("late"))}
+        message["reminder"] = {
+            "fire_at": data.get("fire_at"),
+            "fired_at": data.get("fired_at"),
+            "late": bool(data.get("late")),
+        }
     else:
         message["task"] = {k: v for k, v in data.items() if k != "changed_fields"}
         if "changed_fields" in data:

@@ -89,9 +89,7 @@ def _checked(receivers):
                 _fail(receiver, f"{field} is required for type {kind}{hint}")
         matchers = receiver.get("matchers", [])
         if not isinstance(matchers, list) or not all(isinstance(m, str) and m for m in matchers):
-            _fail(
-                receiver, "matchers: a list of Alertmanager matchers such as 'severity = \"critical\"'"
-            )
+            _fail(receiver, "matchers: a list of Alertmanager matchers such as 'severity = \"critical\"'")
     return receivers
 
 
@@ -118,9 +116,7 @@ def _receiver_config(receiver, secret_dir):
             config[field] = receiver[field]
     for field in spec["secrets"]:
         if receiver.get(field):
-            config[SECRET_OPTION[(kind, field)]] = (
-                f"{secret_dir.rstrip('/')}/{_secret_key(receiver, field)}"
-            )
+            config[SECRET_OPTION[(kind, field)]] = f"{secret_dir.rstrip('/')}/{_secret_key(receiver, field)}"
     if kind in ("slack", "msteams"):
         config["text"] = RUNBOOK_TEXT
     if kind == "pagerduty":
@@ -128,16 +124,13 @@ def _receiver_config(receiver, secret_dir):
     return {"name": receiver["name"], spec["key"]: [config]}
 
 
-def alertmanager_config(
-    receivers, secret_dir, group_wait="30s", group_interval="5m", repeat_interval="4h"
-):
+def alertmanager_config(receivers, secret_dir, group_wait="30s", group_interval="5m", repeat_interval="4h"):
     """The route and receivers of Alertmanager's configuration: every alert goes to each receiver
     whose matchers it meets (all alerts when it has none); Watchdog and InfoInhibitor go nowhere."""
     receivers = _checked(receivers)
     routes = [{"receiver": "null", "matchers": [matcher]} for matcher in SILENT]
     routes += [
-        {"receiver": r["name"], "matchers": list(r.get("matchers", [])), "continue": True}
-        for r in receivers
+        {"receiver": r["name"], "matchers": list(r.get("matchers", [])), "continue": True} for r in receivers
     ]
     return {
         "route": {

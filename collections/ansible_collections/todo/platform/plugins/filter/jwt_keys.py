@@ -62,12 +62,20 @@ def jwt_keys(deployed, secret, overlap_seconds, now=None):
     if secret != current:
         if overlap == 0:
             return dict(none, key_id=_next_key_id(key_id))
-        return {"key_id": _next_key_id(key_id), "previous_secret": current, "previous_key_id": key_id,
-                "rotated_at": str(now)}
+        return {
+            "key_id": _next_key_id(key_id),
+            "previous_secret": current,
+            "previous_key_id": key_id,
+            "rotated_at": str(now),
+        }
     previous, rotated_at = _decoded(data, PREVIOUS_SECRET_KEY), annotations.get(ROTATED_AT_ANNOTATION, "")
     if previous and rotated_at.isdigit() and int(rotated_at) + overlap > now:
-        return {"key_id": key_id, "previous_secret": previous,
-                "previous_key_id": _decoded(data, PREVIOUS_KEY_ID_KEY), "rotated_at": rotated_at}
+        return {
+            "key_id": key_id,
+            "previous_secret": previous,
+            "previous_key_id": _decoded(data, PREVIOUS_KEY_ID_KEY),
+            "rotated_at": rotated_at,
+        }
     return dict(none, key_id=key_id)
 
 

@@ -21,16 +21,24 @@ REDACTED = "<redacted>"
 #: Values shorter than this are not replaced as known values (they would match everywhere).
 MIN_KNOWN_LENGTH = 6
 
-_SECRET_NAME = re.compile(r"(pass(word|wd)?|pwd|secret|token|credential|connection.?string|private.?key|"
-                          r"access.?key|api.?key|auth)", re.IGNORECASE)
+_SECRET_NAME = re.compile(
+    r"(pass(word|wd)?|pwd|secret|token|credential|connection.?string|private.?key|"
+    r"access.?key|api.?key|auth)",
+    re.IGNORECASE,
+)
 # Fields that hold only the name of a Secret (volumes, chart values), never a value.
 _REFERENCE_NAME = re.compile(r"(secret.?name|existing.?secret)$", re.IGNORECASE)
 _SHAPES = [
     (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"), r"\1" + REDACTED),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}"), REDACTED),
     (re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^:/@\s\"']+:)[^@/\s\"']+@"), r"\1" + REDACTED + "@"),
-    (re.compile(r"(?i)\b((?:password|passwd|pwd|secret|token|sharedaccesskey|accountkey|apikey)\s*[=:]\s*)"
-                r"(?!<redacted>)[^\s;&,\"']+"), r"\1" + REDACTED),
+    (
+        re.compile(
+            r"(?i)\b((?:password|passwd|pwd|secret|token|sharedaccesskey|accountkey|apikey)\s*[=:]\s*)"
+            r"(?!<redacted>)[^\s;&,\"']+"
+        ),
+        r"\1" + REDACTED,
+    ),
 ]
 
 

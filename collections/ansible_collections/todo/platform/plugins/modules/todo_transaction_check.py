@@ -204,8 +204,14 @@ class Client:
             headers["Authorization"] = "Bearer " + token
         try:
             resp = open_url(
-                url, data=data, headers=headers, method=method, timeout=self.timeout,
-                validate_certs=self.validate_certs, ca_path=self.ca_path, use_proxy=self.use_proxy,
+                url,
+                data=data,
+                headers=headers,
+                method=method,
+                timeout=self.timeout,
+                validate_certs=self.validate_certs,
+                ca_path=self.ca_path,
+                use_proxy=self.use_proxy,
                 follow_redirects="safe",
             )
             status, raw = resp.getcode(), resp.read()
@@ -356,18 +362,24 @@ def main():
     if p["audit_timeout"] < 1 or p["request_timeout"] < 1:
         module.fail_json(msg="audit_timeout and request_timeout must be at least 1 second", failed_hop="")
     if p["email"] and not 8 <= len(p["password"]) <= 128:
-        module.fail_json(msg="email is set: give its password (8 to 128 characters) in password",
-                         failed_hop="")
+        module.fail_json(
+            msg="email is set: give its password (8 to 128 characters) in password", failed_hop=""
+        )
     client = Client(p)
 
     if module.check_mode:
         ready = readiness(client, {"backend": backend, "audit": audit})
         not_ready = sorted(k for k, v in ready.items() if not v)
         if not_ready:
-            module.fail_json(msg="not ready (GET /readyz): " + ", ".join(not_ready), ready=ready,
-                             failed_hop="")
-        module.exit_json(changed=False, ready=ready, failed_hop="",
-                         msg="check mode: both services are ready; no transaction was made")
+            module.fail_json(
+                msg="not ready (GET /readyz): " + ", ".join(not_ready), ready=ready, failed_hop=""
+            )
+        module.exit_json(
+            changed=False,
+            ready=ready,
+            failed_hop="",
+            msg="check mode: both services are ready; no transaction was made",
+        )
 
     result = dict(changed=False, failed_hop="")
     try:
@@ -381,11 +393,15 @@ def main():
         result.update(failed_hop=e.hop, msg=e.message)
         module.fail_json(**result)
     except Exception as e:  # never a traceback: one line saying what broke
-        result.update(msg="todo_transaction_check failed unexpectedly: {}: {}".format(
-            type(e).__name__, " ".join(str(e).split())))
+        result.update(
+            msg="todo_transaction_check failed unexpectedly: {}: {}".format(
+                type(e).__name__, " ".join(str(e).split())
+            )
+        )
         module.fail_json(**result)
     result["msg"] = "registered, created task {} and saw it in the audit log after {} s".format(
-        result["task_id"], result["audit_seconds"])
+        result["task_id"], result["audit_seconds"]
+    )
     module.exit_json(**result)
 
 

@@ -21,7 +21,11 @@ def secret(data: dict[str, str], rotated_at: str | None = None) -> list[dict]:
 def test_first_deploy_and_a_deployment_from_before_key_ids_sign_with_key_1():
     assert jwt_keys([], OLD, 3600)["key_id"] == "1"
     assert jwt_keys(secret({"jwt-secret": OLD}), OLD, 3600) == {
-        "key_id": "1", "previous_secret": "", "previous_key_id": "", "rotated_at": ""}
+        "key_id": "1",
+        "previous_secret": "",
+        "previous_key_id": "",
+        "rotated_at": "",
+    }
 
 
 def test_a_new_secret_gets_the_next_key_id_and_the_old_key_verifies_for_the_overlap():
@@ -30,8 +34,10 @@ def test_a_new_secret_gets_the_next_key_id_and_the_old_key_verifies_for_the_over
 
 
 def test_the_previous_key_stays_during_the_overlap_and_goes_after_it():
-    deployed = secret({"jwt-secret": NEW, "jwt-key-id": "5", "jwt-previous-secret": OLD,
-                       "jwt-previous-key-id": "4"}, rotated_at="1000")
+    deployed = secret(
+        {"jwt-secret": NEW, "jwt-key-id": "5", "jwt-previous-secret": OLD, "jwt-previous-key-id": "4"},
+        rotated_at="1000",
+    )
     during = jwt_keys(deployed, NEW, 3600, now=4599)
     assert during == {"key_id": "5", "previous_secret": OLD, "previous_key_id": "4", "rotated_at": "1000"}
     after = jwt_keys(deployed, NEW, 3600, now=4600)

@@ -23,15 +23,24 @@ from ansible_collections.todo.platform.plugins.module_utils.rollout import (
     rollout_state,
 )
 
-EVENT = {"specversion": "1.0", "id": "e1", "source": "/todo/backend", "type": "com.todo.task.created",
-         "subject": "t1", "data": {"id": "t1"}}
+EVENT = {
+    "specversion": "1.0",
+    "id": "e1",
+    "source": "/todo/backend",
+    "type": "com.todo.task.created",
+    "subject": "t1",
+    "data": {"id": "t1"},
+}
 
 
 def test_a_poison_event_carries_the_consumers_reason_and_is_replayed_without_it():
     value = json.dumps(EVENT | {"deadletterreason": "data.user_id is not a UUID", "topic": "task-events-dlq"})
     entry = describe_message(value.encode(), b"t1", 0, 5, 1)
     assert (entry["dead_lettered_by"], entry["reason"], entry["replayable"]) == (
-        "consumer", "data.user_id is not a UUID", True)
+        "consumer",
+        "data.user_id is not a UUID",
+        True,
+    )
     assert json.loads(replay_payload(value.encode())) == EVENT
 
 
@@ -51,8 +60,11 @@ def test_an_event_dead_lettered_twice_is_replayed_once_and_unknown_ids_are_named
 
 
 def pod(name, ready, hash_="new", deleting=False, reason=None):
-    cond = {"type": "Ready", "status": "True" if ready else "False",
-            "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    cond = {
+        "type": "Ready",
+        "status": "True" if ready else "False",
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
     if reason:
         cond["reason"] = reason
     md = {"name": name, "labels": {"pod-template-hash": hash_}}
@@ -69,13 +81,24 @@ def test_a_ready_condition_with_more_fields_than_type_and_status_still_counts():
     ]
 
 
-DEPLOYMENT = {"metadata": {"name": "backend", "uid": "u1", "generation": 3,
-                           "annotations": {"deployment.kubernetes.io/revision": "2"}},
-              "spec": {"replicas": 2},
-              "status": {"observedGeneration": 3, "replicas": 2, "availableReplicas": 2}}
-RS_NEW = {"metadata": {"name": "backend-new", "ownerReferences": [{"uid": "u1"}],
-                       "labels": {"pod-template-hash": "new"},
-                       "annotations": {"deployment.kubernetes.io/revision": "2"}}}
+DEPLOYMENT = {
+    "metadata": {
+        "name": "backend",
+        "uid": "u1",
+        "generation": 3,
+        "annotations": {"deployment.kubernetes.io/revision": "2"},
+    },
+    "spec": {"replicas": 2},
+    "status": {"observedGeneration": 3, "replicas": 2, "availableReplicas": 2},
+}
+RS_NEW = {
+    "metadata": {
+        "name": "backend-new",
+        "ownerReferences": [{"uid": "u1"}],
+        "labels": {"pod-template-hash": "new"},
+        "annotations": {"deployment.kubernetes.io/revision": "2"},
+    }
+}
 
 
 def test_a_rollout_is_over_only_when_no_old_pod_is_left():
@@ -87,21 +110,30 @@ def test_a_rollout_is_over_only_when_no_old_pod_is_left():
     assert rollout_state(DEPLOYMENT, [RS_NEW], [pod("n1", True), pod("n2", True)])[0]
     unseen = DEPLOYMENT | {"metadata": DEPLOYMENT["metadata"] | {"generation": 4}}
     assert not rollout_state(unseen, [RS_NEW], [pod("n1", True), pod("n2", True)])[0]
-    stuck = DEPLOYMENT | {"status": DEPLOYMENT["status"] | {"conditions": [
-        {"type": "Progressing", "reason": "ProgressDeadlineExceeded", "message": "timed out"}]}}
+    stuck = DEPLOYMENT | {
+        "status": DEPLOYMENT["status"]
+        | {
+            "conditions": [
+                {"type": "Progressing", "reason": "ProgressDeadlineExceeded", "message": "timed out"}
+            ]
+        }
+    }
     with pytest.raises(RolloutFailed):
         rollout_state(stuck, [RS_NEW], [])
 
 
 def test_redaction_of_known_values_names_and_shapes():
     r = Redactor(["s3cr3t-password", "x"])
-    data = r.data({
-        "env": [{"name": "JWT_SECRET", "value": "literal-jwt"}, {"name": "LOG_LEVEL", "value": "INFO"}],
-        "metadata": [{"name": "saslPassword", "value": "inline"}],
-        "note": "postgresql://todo:s3cr3t-password@db/todo " + base64.b64encode(b"s3cr3t-password").decode(),
-        "log": "Authorization: Bearer abc.def.ghijklmnop token=zzz123",
-        "volumes": [{"secret": {"secretName": "todo-app"}}],
-    })
+    data = r.data(
+        {
+            "env": [{"name": "JWT_SECRET", "value": "literal-jwt"}, {"name": "LOG_LEVEL", "value": "INFO"}],
+            "metadata": [{"name": "saslPassword", "value": "inline"}],
+            "note": "postgresql://todo:s3cr3t-password@db/todo "
+            + base64.b64encode(b"s3cr3t-password").decode(),
+            "log": "Authorization: Bearer abc.def.ghijklmnop token=zzz123",
+            "volumes": [{"secret": {"secretName": "todo-app"}}],
+        }
+    )
     text = json.dumps(data)
     assert "literal-jwt" not in text and "inline" not in text and "s3cr3t" not in text
     assert "abc.def" not in text and "zzz123" not in text and REDACTED in text
