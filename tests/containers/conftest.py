@@ -3,26 +3,15 @@ cluster (``kind_platform``, see kind_platform.py), shared by every check module.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 
 @pytest.fixture(scope="session")
 def kind_network(docker_engine):
-    import subprocess
-
     from testbed.docker_network import ensure_network
-    from testbed.images import docker_cli
 
-    net = ensure_network(docker_engine.host, "kind")
-    yield net
-    # The engine leaves a network's bridge on the host when it stops: without this each session keeps
-    # one, and once Docker's default address pools are used up no session can create its network.
-    subprocess.run(
-        [docker_cli(), "network", "rm", net.name], env={**os.environ, "DOCKER_HOST": docker_engine.host},
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+    # removed with the engine (Docker.destroy), which also takes the bridge off the host
+    return ensure_network(docker_engine.host, "kind")
 
 
 @pytest.fixture(scope="session")

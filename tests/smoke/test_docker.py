@@ -143,3 +143,27 @@ def test_destroy_leaves_no_mount_and_no_directory():
         run.remove_data()
     assert mounts_under(rundir) == []
     assert not rundir.exists()
+
+
+def test_destroy_takes_its_networks_bridges_off_the_host():
+    """A stopped engine leaves each network's bridge (and an attached container's veth) on the host;
+    destroy() removes containers and networks first, so sessions do not use up the address pools."""
+    run = Run(f"docker-net-{uuid.uuid4().hex[:8]}")
+    engine = Docker(run)
+    try:
+        engine.start()
+        net = _docker(
+            engine.host, "network", "create", f"leak-{uuid.uuid4().hex[:6]}", check=True
+        ).stdout.strip()
+        image = ensure_base_image(engine.host, "python3")
+        _docker(engine.host, "run", "-d", "--network", net, image, "sleep", "600", check=True)
+        bridge = f"br-{net[:12]}"
+        assert _link_exists(bridge), f"Docker made no bridge {bridge} for its network"
+    finally:
+        engine.destroy()
+        run.remove_data()
+    assert not _link_exists(bridge), f"{bridge} is still on the host after destroy()"
+
+
+def _link_exists(name: str) -> bool:
+    return subprocess.run(["ip", "link", "show", name], capture_output=True, check=False).returncode == 0

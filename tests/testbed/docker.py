@@ -155,6 +155,24 @@ class Docker(Component):
         if containerd is not None:
             kill_group(containerd, timeout=10)
 
+    def _remove_networks(self) -> None:
+        """Remove every container and user-defined network while the engine still runs: a stopped
+        engine leaves its networks' bridges (and any attached veth) on the host, and once Docker's
+        address pools are used up by such leftovers no later session can create a network."""
+        import httpx
+
+        from testbed.images import docker_run_cli
+
+        try:
+            if not self.is_healthy():
+                return
+        except (OSError, httpx.HTTPError):
+            return  # not running: nothing to remove through it
+        containers = docker_run_cli(self.host, "ps", "-aq", timeout=60).stdout.split()
+        if containers:
+            docker_run_cli(self.host, "rm", "-f", *containers, timeout=300)
+        docker_run_cli(self.host, "network", "prune", "-f", timeout=120)
+
     def is_healthy(self) -> bool:
         import httpx
 
@@ -175,7 +193,10 @@ class Docker(Component):
         return comp
 
     def destroy(self) -> None:
-        self.stop()
+        try:
+            self._remove_networks()
+        finally:
+            self.stop()
         if self.rundir is not None:
             # dockerd leaves its network namespace bind-mounted (exec/netns/default) when it stops
             unmount_under(self.rundir)
