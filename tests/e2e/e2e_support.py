@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -13,6 +12,7 @@ import httpx
 import orjson
 import pytest
 import websockets
+from testbed.polling import eventually_async
 
 T = TypeVar("T")
 #: Upper bound for one asynchronous effect (event through Kafka, reminder) to become visible.
@@ -91,16 +91,9 @@ async def _all_pages(client: httpx.AsyncClient, path: str, params: dict[str, Any
             return items
 
 
-async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, within: float = EVENTUAL) -> T:
-    """Poll ``probe`` until it returns something truthy; fail saying ``what`` never happened."""
-    deadline = time.monotonic() + within
-    while True:
-        result = await probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen within {within:.0f}s")
-        await asyncio.sleep(0.25)
+async def eventually(probe: Callable[[], Awaitable[T]], what: str, within: float = EVENTUAL) -> T:
+    """The test bed's ``eventually_async`` bounded by E2E_EVENTUAL_SECONDS (tests/containers use it too)."""
+    return await eventually_async(probe, what, within=within)
 
 
 async def receive_until(

@@ -6,7 +6,6 @@ one next occurrence, every reminder fired exactly once.
 
 import asyncio
 import collections
-import time
 
 import pytest
 from fault_load import (
@@ -18,6 +17,8 @@ from fault_load import (
     run_changes,
     unpublished_count,
 )
+from testbed.kafka_waits import uncommitted
+from testbed.polling import eventually_async
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 
@@ -25,26 +26,29 @@ pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 SETTLE_SECONDS = 240
 
 
-async def settle(dsn, result) -> None:
-    deadline = time.monotonic() + SETTLE_SECONDS
-    while True:
-        published = published_event_ids(dsn)
-        audited = audit_event_ids(dsn)
+#: The consumers whose effects the invariants count, each a consumer group on task-events.
+CONSUMER_GROUPS = ("audit", "recurring-task", "notification")
+
+
+async def settle(platform, result) -> None:
+    """Wait until every effect of the load is in place and every consumer group has committed all of
+    task-events: from then on no redelivery (a duplicate) can still arrive, so the counts are final."""
+    dsn = platform.dsn
+
+    async def settled() -> bool:
+        assert unpublished_count(dsn) == 0, f"{unpublished_count(dsn)} backend outbox rows unpublished"
+        missing = set(published_event_ids(dsn)) - set(audit_event_ids(dsn))
+        assert not missing, f"{len(missing)} published events not audited yet"
         occurrences = occurrences_of(dsn, result.recurring_completed)
+        assert all(n >= 1 for n in occurrences.values()), "completed recurring tasks without a next one"
         firings = reminder_firings(dsn, result.reminder_tasks)
-        done = (
-            unpublished_count(dsn) == 0
-            and set(published) <= set(audited)
-            and all(n >= 1 for n in occurrences.values())
-            and all(n >= 1 for n in firings.values())
-            and reminders_unpublished(dsn) == 0
-        )
-        if done:
-            await asyncio.sleep(5)  # let any duplicate that is still on its way land, then judge
-            return
-        if time.monotonic() > deadline:
-            return
-        await asyncio.sleep(1)
+        assert all(n >= 1 for n in firings.values()), "reminders not fired yet"
+        assert reminders_unpublished(dsn) == 0, "notification outbox rows unpublished"
+        behind = {g: uncommitted(platform.kafka.plaintext, g, "task-events") for g in CONSUMER_GROUPS}
+        assert not any(behind.values()), f"task-events not committed by every consumer group: {behind}"
+        return True
+
+    await eventually_async(settled, "the load's effects", within=SETTLE_SECONDS, interval=1)
 
 
 def check_invariants(dsn, result) -> None:
@@ -70,7 +74,7 @@ async def run_with_fault(platform, fault) -> None:
     await asyncio.to_thread(fault)
     result = await load
     assert result.changes == 500
-    await settle(platform.dsn, result)
+    await settle(platform, result)
     check_invariants(platform.dsn, result)
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 
 import httpx
 import psycopg
 import pytest
 from fault_load import register
+from testbed.polling import eventually
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 
@@ -96,20 +96,19 @@ async def test_a_rolling_restart_under_steady_load_loses_no_request_and_no_event
         assert before > 0 and len(created) > before
         assert not failures, f"{len(failures)} requests failed during the restart: {failures[:5]}"
         assert first_url in balancer.saw_not_ready, "the stopping replica's /readyz never failed"
-        unsent = None
-        deadline = time.monotonic() + 120
         with psycopg.connect(platform.dsn, autocommit=True) as conn:
-            while time.monotonic() < deadline:
+
+            def all_published() -> bool:
                 rows = conn.execute(
                     "SELECT partition_key, sent_at IS NOT NULL FROM backend.outbox"
                     " WHERE event_type = 'com.todo.task.created' AND partition_key = ANY(%s)",
                     (created,),
                 ).fetchall()
                 unsent = {key for key, sent in rows if not sent} | (set(created) - {key for key, _ in rows})
-                if not unsent:
-                    break
-                await asyncio.sleep(1)
-        assert not unsent, f"{len(unsent)} of {len(created)} created tasks' events not published"
+                assert not unsent, f"{len(unsent)} of {len(created)} created tasks' events not published"
+                return True
+
+            eventually(all_published, "the created tasks' events published", within=120, interval=1)
     finally:
         platform.extra_env.pop("backend", None)
         if second is not None:

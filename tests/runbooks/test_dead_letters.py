@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import uuid
 
 import httpx
 import orjson
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Producer
 from runbook_support import output_of, run_runbook, write_inventory
+from testbed.kafka_waits import end_offsets, wait_committed, wait_for_event
 from testbed.platform import task_event, task_snapshot, token_for
+from testbed.polling import eventually
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 
@@ -28,35 +28,6 @@ def produce(kafka, topic: str, event: dict) -> None:
     producer = Producer({"bootstrap.servers": kafka.plaintext})
     producer.produce(topic, key=event["subject"], value=orjson.dumps(event), headers=CE_HEADERS)
     assert producer.flush(30) == 0
-
-
-def end_offsets(kafka, topic: str) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": kafka.plaintext, "group.id": f"rb-ends-{uuid.uuid4().hex}"})
-    try:
-        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in partitions
-        }
-    finally:
-        consumer.close()
-
-
-def wait_consumed(kafka, group: str, topic: str, ends: dict[int, int], timeout: float = 120) -> None:
-    """Until ``group`` committed at least ``ends`` on every partition: everything was delivered."""
-    admin = AdminClient({"bootstrap.servers": kafka.plaintext})
-    from confluent_kafka import ConsumerGroupTopicPartitions
-
-    deadline = time.monotonic() + timeout
-    committed: dict[int, int] = {}
-    while time.monotonic() < deadline:
-        request = [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in ends])]
-        result = admin.list_consumer_group_offsets(request)[group].result()
-        committed = {tp.partition: tp.offset for tp in result.topic_partitions}
-        # a partition never committed (-1001) is consumed only when it is empty
-        if all(max(committed.get(p, -1), 0) >= end for p, end in ends.items()):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{group} did not consume {topic} up to {ends} (committed {committed})")
 
 
 def audit_trail(platform, user) -> list[dict]:
@@ -71,33 +42,12 @@ def audit_trail(platform, user) -> list[dict]:
 
 
 def wait_trail(platform, user, event_id: str, timeout: float = 120) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def trail_with_event() -> list[dict]:
         items = audit_trail(platform, user)
-        if any(item["event_id"] == event_id for item in items):
-            return items
-        time.sleep(0.5)
-    raise AssertionError(f"event {event_id} never reached the audit trail")
+        assert any(item["event_id"] == event_id for item in items), f"{len(items)} items, not the event"
+        return items
 
-
-def wait_in_dlq(kafka, event_id: str, timeout: float = 120) -> None:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": kafka.plaintext,
-            "group.id": f"rb-dlq-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-        }
-    )
-    consumer.subscribe([DLQ])
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            msg = consumer.poll(1.0)
-            if msg is not None and not msg.error() and orjson.loads(msg.value()).get("id") == event_id:
-                return
-    finally:
-        consumer.close()
-    raise AssertionError(f"event {event_id} never reached {DLQ}")
+    return eventually(trail_with_event, f"event {event_id} in the audit trail", within=timeout, interval=0.5)
 
 
 @pytest.fixture
@@ -128,7 +78,7 @@ def test_lists_and_replays_dead_letters_once(todo_platform, kafka, inventory):
     # 1. A real poison event: the audit consumer moves it to the DLQ with its reason.
     poison = task_event("created", task_snapshot(user) | {"user_id": "not-a-uuid"})
     produce(kafka, TOPIC, poison)
-    wait_in_dlq(kafka, poison["id"])
+    wait_for_event(kafka.plaintext, DLQ, poison["id"])
 
     # 2. An event the consumer dead-lettered while a dependency was broken (as it writes them) and
     #    one the sidecar dead-lettered after its retries although it had been applied.
@@ -153,18 +103,18 @@ def test_lists_and_replays_dead_letters_once(todo_platform, kafka, inventory):
         json.dumps({"dlq_replay_event_ids": [lost["id"], applied["id"]]}),
     ]
     # --check publishes nothing
-    before = end_offsets(kafka, TOPIC)
+    before = end_offsets(kafka.plaintext, TOPIC)
     checked = run_runbook("dead-letters", inventory, *replay_args, "--check")
     assert checked.returncode == 0, output_of(checked)
-    assert end_offsets(kafka, TOPIC) == before
+    assert end_offsets(kafka.plaintext, TOPIC) == before
 
     for _ in range(2):  # the second replay must change nothing in the consumer
         result = run_runbook("dead-letters", inventory, *replay_args)
         assert result.returncode == 0, output_of(result)
-        ends = end_offsets(kafka, TOPIC)
+        ends = end_offsets(kafka.plaintext, TOPIC)
         assert sum(ends.values()) == sum(before.values()) + 2  # each selected event published once
         before = ends
-        wait_consumed(kafka, "audit", TOPIC, ends)
+        wait_committed(kafka.plaintext, "audit", TOPIC, ends)
         items = audit_trail(platform, user)
         assert [i["event_id"] for i in items].count(lost["id"]) == 1
         assert [i["event_id"] for i in items].count(applied["id"]) == 1
@@ -184,4 +134,4 @@ def test_lists_and_replays_dead_letters_once(todo_platform, kafka, inventory):
     assert f"not in {DLQ}: {unknown}" in result.stdout and "Traceback" not in result.stdout + result.stderr
     result = run_runbook("dead-letters", inventory, "-e", "dlq_replay_topic=task-events")
     assert result.returncode != 0 and "dlq_replay_event_ids" in result.stdout
-    assert end_offsets(kafka, TOPIC) == before
+    assert end_offsets(kafka.plaintext, TOPIC) == before

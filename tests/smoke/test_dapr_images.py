@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from testbed import dapr_images
 from testbed.images import docker_run_cli as docker
+from testbed.polling import eventually
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy"))
 from test_chart_render import chart_archive, helm_template, release, render_role_values  # noqa: E402
@@ -115,18 +116,17 @@ def start(host: str, name: str, *args: str) -> str:
 
 
 def json_log(host: str, container: str, until: str) -> list[dict]:
-    """The container's JSON log lines, once one of them has ``until`` in its message (or after 60 s)."""
-    lines: list[dict] = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    """The container's JSON log lines, once one of them has ``until`` in its message."""
+
+    def logged() -> list[dict]:
         logs = docker(host, "logs", container)
         lines = [
             json.loads(line) for line in (logs.stdout + logs.stderr).splitlines() if line.startswith("{")
         ]
-        if any(until in entry.get("msg", "") for entry in lines):
-            break
-        time.sleep(1)
-    return lines
+        assert any(until in entry.get("msg", "") for entry in lines), f"{container} logged {lines}"
+        return lines
+
+    return eventually(logged, f"{until!r} in {container}'s log", within=60, interval=1)
 
 
 @pytest.mark.parametrize("name", dapr_images.NAMES)

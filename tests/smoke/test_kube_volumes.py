@@ -5,10 +5,10 @@ class does) gets its volumes bound and its pods Ready, and the volumes go when t
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import pytest
+from testbed.polling import eventually
 
 pytestmark = pytest.mark.testbed
 
@@ -84,9 +84,12 @@ def test_claims_of_an_external_provisioner_are_bound_and_released(kube):
         assert sts["status"].get("readyReplicas") == 2, sts["status"]
     finally:
         kube.kubectl("delete", "namespace", name, "--wait=true", timeout=180, check=False)
+
     # Reclaim policy Delete: the released volumes are deleted, as a provisioner would.
-    deadline = time.monotonic() + 60
-    while _volumes(kube, name) and time.monotonic() < deadline:
-        time.sleep(2)
-    assert _volumes(kube, name) == []
+    def released_deleted() -> bool:
+        left = _volumes(kube, name)
+        assert not left, f"volumes still there: {[v['metadata']['name'] for v in left]}"
+        return True
+
+    eventually(released_deleted, "the released volumes deleted", within=60, interval=2)
     kube.kubectl("delete", "storageclass", name, check=False)

@@ -26,6 +26,7 @@ import pytest
 import yaml
 from testbed import gobuild, monitoring_images
 from testbed.images import docker_run_cli as docker
+from testbed.polling import eventually
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy"))
 from test_chart_render import chart_archive, helm_template, release, render_role_values  # noqa: E402
@@ -229,18 +230,20 @@ def _serve(host: str, rendered: str, name: str, *args: str, data_dir: str | None
 
 
 def _get(url: str, container: str, host: str) -> httpx.Response:
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            reply = httpx.get(url, timeout=5)
-            if reply.status_code == 200:
-                return reply
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            logs = docker(host, "logs", container, check=False)
-            raise AssertionError(f"{url} did not answer 200: {logs.stdout[-2000:]}{logs.stderr[-2000:]}")
-        time.sleep(1)
+    def answered() -> httpx.Response:
+        reply = httpx.get(url, timeout=5)
+        assert reply.status_code == 200, f"HTTP {reply.status_code}: {reply.text[:500]}"
+        return reply
+
+    try:
+        return eventually(
+            answered, f"{url} answering 200", within=90, interval=1, ignoring=(httpx.TransportError,)
+        )
+    except AssertionError as timeout:
+        logs = docker(host, "logs", container, check=False)
+        raise AssertionError(
+            f"{timeout}; container log: {logs.stdout[-2000:]}{logs.stderr[-2000:]}"
+        ) from None
 
 
 def test_prometheus_serves_its_api_and_reports_its_version(docker_engine, loaded, rendered):

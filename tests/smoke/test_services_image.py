@@ -11,13 +11,13 @@ import os
 import secrets
 import shutil
 import subprocess
-import time
 import uuid
 
 import httpx
 import pytest
 from testbed.core import free_port
 from testbed.images import ensure_services_image
+from testbed.polling import eventually
 
 pytestmark = pytest.mark.testbed
 
@@ -101,23 +101,25 @@ def test_backend_migrates_and_answers_health_and_readiness(docker_engine, servic
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     try:
-        deadline = time.monotonic() + 90
-        ready = None
-        while time.monotonic() < deadline:
+
+        def answering() -> tuple[httpx.Response, httpx.Response]:
             state = _docker(host, "inspect", "-f", "{{.State.Status}}", name).stdout.strip()
-            assert state == "running", (
-                f"backend container {state}: " + _docker(host, "logs", name).stderr[-3000:]
-            )
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=3)
-                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
-            except httpx.TransportError:
-                time.sleep(1)
-                continue
-            if health.status_code == 200 and ready.status_code == 200:
-                break
-            time.sleep(1)
-        assert ready is not None, "the backend never answered on its port"
+            if state != "running":  # exited: waiting longer cannot help
+                raise RuntimeError(
+                    f"backend container {state}: " + _docker(host, "logs", name).stderr[-3000:]
+                )
+            health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=3)
+            ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+            assert health.status_code == 200 and ready.status_code == 200, (health.text, ready.text)
+            return health, ready
+
+        health, ready = eventually(
+            answering,
+            "the backend healthy and ready",
+            within=90,
+            interval=1,
+            ignoring=(httpx.TransportError,),
+        )
         assert health.json() == {"status": "ok"}
         assert ready.status_code == 200, ready.text
         assert ready.json()["checks"] == {"database": "ok"}

@@ -5,10 +5,10 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 from testbed import core
+from testbed.polling import eventually
 
 # no component needed, but these belong with the smoke suite that scripts/test runs as "testbed"
 pytestmark = pytest.mark.testbed
@@ -70,10 +70,7 @@ def test_owned_processes_die_with_a_killed_owner(tmp_path):
     assert core.pid_alive(child)
     os.kill(owner.pid, signal.SIGKILL)
     owner.wait()
-    deadline = time.monotonic() + 10
-    while core.pid_alive(child) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not core.pid_alive(child)
+    eventually(lambda: not core.pid_alive(child), f"the owned process {child} gone", within=10, interval=0.1)
 
 
 def test_atexit_stops_owned_processes(tmp_path):
