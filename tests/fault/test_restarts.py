@@ -6,6 +6,7 @@ one next occurrence, every reminder fired exactly once.
 
 import asyncio
 import collections
+import re
 
 import pytest
 from fault_load import (
@@ -75,7 +76,26 @@ async def run_with_fault(platform, fault) -> None:
     result = await load
     assert result.changes == 500
     await settle(platform, result)
-    check_invariants(platform.dsn, result)
+    try:
+        check_invariants(platform.dsn, result)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{problem_lines(platform.log_dir)}") from None
+
+
+#: a warning or error line of our JSON logs ("level":"error") and of daprd's (level=warning)
+PROBLEM_LEVEL = re.compile(r'level"?[:=]"?(warn|warning|error|fatal)\b', re.IGNORECASE)
+
+
+def problem_lines(log_dir, per_file: int = 12) -> str:
+    """The last warnings and errors of each service and sidecar log: why events did not settle."""
+    parts = []
+    for path in sorted(log_dir.glob("*.log")):
+        lines = path.read_text(errors="replace").splitlines()
+        hits = [line[:400] for line in lines if PROBLEM_LEVEL.search(line)]
+        if hits:
+            shown = "\n".join(hits[-per_file:])
+            parts.append(f"--- {path.name}: last {min(per_file, len(hits))} of {len(hits)}\n{shown}")
+    return "\n".join(parts) or f"(no warnings or errors in {log_dir})"
 
 
 @pytest.mark.parametrize("service", ["audit", "recurring-task", "notification", "sync"])
