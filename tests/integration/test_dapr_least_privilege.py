@@ -17,7 +17,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import httpx
 import pytest
 import yaml
 from testbed.daprd import SubscriberApp, kafka_pubsub_component
+from testbed.polling import eventually
 
 pytestmark = pytest.mark.testbed
 
@@ -93,11 +93,11 @@ def publish(sidecar, topic: str, marker: str = "") -> httpx.Response:
 
 
 def wait_for_log_line(sidecar, line: str, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while line not in sidecar.log_file.read_text(errors="replace"):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{sidecar.log_file} never said: {line}")
-        time.sleep(0.5)
+    def logged() -> bool:
+        assert line in sidecar.log_file.read_text(errors="replace"), f"not yet in {sidecar.log_file}"
+        return True
+
+    eventually(logged, f"daprd saying {line!r}", within=seconds, interval=0.5)
 
 
 def resources_for(kafka, directory: Path, topic_scopes: dict[str, str]) -> Path:
@@ -114,10 +114,13 @@ def resources_for(kafka, directory: Path, topic_scopes: dict[str, str]) -> Path:
 
 def wait_for_marker(app: SubscriberApp, marker: str) -> None:
     """Other tests publish to the same topic; skip their events."""
-    while True:
-        _, _, body = app.wait_event(120)
-        if marker in json.dumps(body):
-            return
+
+    def marked() -> bool:
+        _, _, body = app.wait_event(5)  # AssertionError when none came: wait on
+        assert marker in json.dumps(body), f"another test's event: {body}"
+        return True
+
+    eventually(marked, f"the event marked {marker}", within=120, interval=0)
 
 
 def test_a_sync_sidecar_cannot_publish_task_events(kafka, daprd_factory, tmp_path, topic_scopes):

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tarfile
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import yaml
 from common import ROOT
 from testbed.alertmanager import Alertmanager
 from testbed.core import free_port
+from testbed.polling import eventually
 from testbed.prometheus import Prometheus
 
 pytestmark = pytest.mark.testbed
@@ -164,13 +164,15 @@ def test_a_firing_rule_reaches_the_webhook_receiver_with_its_runbook_link(testbe
             ],
             rule_files=[str(tmp_path / "todo-platform.rules.yml")],
         )
-        deadline = time.monotonic() + 90
-        while not [r for r in Sink.received if r["path"].startswith("/hook")]:
-            assert time.monotonic() < deadline, (
-                f"no notification within 90 s; Prometheus alerts: {prometheus.query('ALERTS')}, "
+
+        def notified() -> bool:
+            assert [r for r in Sink.received if r["path"].startswith("/hook")], (
+                f"Prometheus alerts: {prometheus.query('ALERTS')}, "
                 f"Alertmanager alerts: {alertmanager.alerts()}; logs {alertmanager.log_file}"
             )
-            time.sleep(0.5)
+            return True
+
+        eventually(notified, "a notification on the hook", within=90, interval=0.5)
     finally:
         prometheus.stop()
         alertmanager.stop()

@@ -6,11 +6,11 @@ rules evaluate cleanly against the real series."""
 from __future__ import annotations
 
 import re
-import time
 
 import httpx
 import pytest
 from common import SERVICES, alerts, contract_metrics, dashboards, panels, substitute_grafana_vars
+from testbed.polling import eventually
 from testbed.scrape import TARGET_LABELS
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
@@ -82,13 +82,13 @@ def test_exporter_panel_queries_are_accepted_by_prometheus(
 )
 def test_every_dashboard_query_returns_data(observed, board: str, title: str, expr: str) -> None:
     query = substitute_grafana_vars(expr, namespace="todo", window="10m")
-    result = []
-    for _ in range(10):  # the next scrape may still be on its way
-        result = observed.prometheus.query(query)
-        if result:
-            break
-        time.sleep(1)
-    assert result, f"{board} / {title}: no data for {query}"
+    # the next scrape may still be on its way
+    eventually(
+        lambda: observed.prometheus.query(query),
+        f"{board} / {title}: data for {query}",
+        within=10,
+        interval=1,
+    )
 
 
 @pytest.mark.parametrize("metric", sorted(contract_metrics()))
@@ -130,13 +130,19 @@ def test_alert_rules_evaluate_cleanly_on_live_series(observed) -> None:
     def current_rules() -> list[dict]:
         return httpx.get(f"{observed.prometheus.url}/api/v1/rules", timeout=30).json()["data"]["groups"]
 
-    groups = []
-    for _ in range(20):  # rules are evaluated every scrape interval after the reload
+    def evaluated() -> list[dict]:  # rules are evaluated every scrape interval after the reload
         groups = current_rules()
-        if groups and all(r.get("lastEvaluation", "").startswith("2") for g in groups for r in g["rules"]):
-            break
-        time.sleep(1)
-    rules = {r["name"]: r for g in groups for r in g["rules"]}
+        pending = [
+            r["name"] for g in groups for r in g["rules"] if not r.get("lastEvaluation", "").startswith("2")
+        ]
+        assert groups and not pending, f"rules not evaluated yet: {pending}"
+        return groups
+
+    rules = {
+        r["name"]: r
+        for g in eventually(evaluated, "every rule evaluated", within=20, interval=1)
+        for r in g["rules"]
+    }
     assert {a["alert"] for a in alerts()} <= set(rules)
     for name, rule in rules.items():
         assert rule["health"] == "ok", f"{name}: {rule.get('lastError')}"
@@ -144,9 +150,11 @@ def test_alert_rules_evaluate_cleanly_on_live_series(observed) -> None:
     # right after the config reload can run before the first scrape of a job and go pending; the
     # next one (the test bed evaluates every 15 s) must clear it, so allow three intervals.
     watched = ("TodoServiceTargetMissing", "TodoServiceDown")
-    deadline = time.monotonic() + 45
-    while any(rules[name]["state"] != "inactive" for name in watched) and time.monotonic() < deadline:
-        time.sleep(1)
+
+    def targets_alerts_inactive() -> bool:
         rules = {r["name"]: r for g in current_rules() for r in g["rules"]}
-    for name in watched:
-        assert rules[name]["state"] == "inactive", (name, rules[name].get("alerts"))
+        for name in watched:
+            assert rules[name]["state"] == "inactive", (name, rules[name].get("alerts"))
+        return True
+
+    eventually(targets_alerts_inactive, f"{' and '.join(watched)} inactive", within=45, interval=1)

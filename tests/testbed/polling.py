@@ -11,6 +11,7 @@ the wait at once, since retrying would hide a real error.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -68,19 +69,21 @@ def eventually(
 
 
 async def eventually_async(
-    check: Callable[[], Awaitable[T]],
+    check: Callable[[], Awaitable[T] | T],
     what: str,
     *,
     within: float = 60,
     interval: float = 0.25,
     ignoring: Ignored = (),
 ) -> T:
-    """``eventually`` for a coroutine function: await ``check`` until it holds, sleeping without
-    blocking the event loop."""
+    """``eventually`` inside an event loop: sleeps without blocking it, and awaits what ``check``
+    returns when that is awaitable (a coroutine function), so plain predicates work too."""
     attempts = _Attempts(what, within, ignoring)
     while True:
         try:
-            value = await check()
+            value = check()
+            if inspect.isawaitable(value):
+                value = await value
             if attempts.saw(value):
                 return value
         except attempts.retryable as error:

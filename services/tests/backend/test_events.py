@@ -6,22 +6,25 @@ import asyncio
 import contextlib
 import os
 import signal
-import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
 
 import asyncpg
 import orjson
+import psycopg
 import pytest
 from backend_support import make_settings, register_user, running_app
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
+from testbed.kafka_waits import end_offsets
+from testbed.polling import eventually
 from testbed.postgres import Postgres
 from todo.common.migrations import upgrade_async
 
 pytestmark = pytest.mark.testbed
 
 DAPR_TOKEN = "test-dapr-api-token-abcdef"
+TOPIC = "task-events"
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +52,7 @@ class TopicReader:
     """Reads task-events from the beginning with a fresh consumer group."""
 
     def __init__(self, kafka) -> None:
+        self.bootstrap = kafka.plaintext
         self.consumer = Consumer(
             {
                 **kafka.client_config("plaintext"),
@@ -57,32 +61,62 @@ class TopicReader:
                 "enable.auto.commit": False,
             }
         )
-        self.consumer.subscribe(["task-events"])
+        self.consumer.subscribe([TOPIC])
         self.messages: list[tuple[bytes | None, dict]] = []
 
-    def _poll_until(self, predicate, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate() and time.monotonic() < deadline:
+    def _read_until(self, check, what: str, within: float) -> None:
+        def read_one_then_check():
             msg = self.consumer.poll(0.5)
-            if msg is None or msg.error():
-                continue
-            self.messages.append((msg.key(), orjson.loads(msg.value())))
+            if msg is not None and not msg.error():
+                self.messages.append((msg.key(), orjson.loads(msg.value())))
+            return check()
+
+        eventually(read_one_then_check, what, within=within, interval=0)
+
+    def _read_to_the_end(self, within: float) -> None:
+        ends = end_offsets(self.bootstrap, TOPIC)
+
+        def at_the_end() -> bool:
+            positions = self.consumer.position([TopicPartition(TOPIC, p) for p in ends])
+            behind = {tp.partition: ends[tp.partition] - max(tp.offset, 0) for tp in positions}
+            assert not any(n > 0 for n in behind.values()), f"messages left per partition: {behind}"
+            return True
+
+        self._read_until(at_the_end, f"{TOPIC} read up to {ends}", within)
 
     async def collect(
-        self, subjects: set[str], count: int, wait_s: float = 120.0
+        self, subjects: set[str], count: int, outbox_dsn: str, wait_s: float = 120.0
     ) -> list[tuple[bytes, dict]]:
-        """Wait until ``count`` events about ``subjects`` arrived (or ``wait_s`` passed), then drain a bit."""
+        """The events about ``subjects`` once ``count`` of them arrived and the relay has marked every
+        outbox row of ``subjects`` sent: it publishes again only what it has not marked, so after
+        reading the topic to its end then, no duplicate can still come."""
 
         def mine() -> list[tuple[bytes, dict]]:
             return [(k, e) for k, e in self.messages if e.get("subject") in subjects]
 
-        await asyncio.to_thread(self._poll_until, lambda: len(mine()) >= count, wait_s)
-        # a short extra read so that duplicates arriving right after would be seen
-        await asyncio.to_thread(self._poll_until, lambda: False, 3.0)
+        def enough() -> bool:
+            assert len(mine()) >= count, f"{len(mine())} of {count} events"
+            return True
+
+        await asyncio.to_thread(self._read_until, enough, f"{count} events on {TOPIC}", wait_s)
+        await asyncio.to_thread(
+            eventually, lambda: _all_marked_sent(outbox_dsn, subjects), "outbox rows sent"
+        )
+        await asyncio.to_thread(self._read_to_the_end, 60)
         return mine()
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def _all_marked_sent(dsn: str, subjects: set[str]) -> bool:
+    with psycopg.connect(dsn) as conn:
+        (unsent,) = conn.execute(
+            "SELECT count(*) FROM backend.outbox WHERE sent_at IS NULL AND partition_key = ANY(%s)",
+            (list(subjects),),
+        ).fetchone()
+    assert unsent == 0, f"{unsent} outbox rows not marked sent"
+    return True
 
 
 @pytest.fixture
@@ -101,7 +135,7 @@ def _assert_in_version_order(events: list[dict]) -> None:
         assert versions == list(range(1, len(versions) + 1)), (subject, versions)
 
 
-async def test_events_reach_kafka_with_envelope_and_order(evented, reader):
+async def test_events_reach_kafka_with_envelope_and_order(evented, reader, backend_dsn):
     client = evented
     u = await register_user(client)
     h = u.headers
@@ -110,7 +144,7 @@ async def test_events_reach_kafka_with_envelope_and_order(evented, reader):
     await client.post(f"/api/tasks/{t['id']}/complete", headers=h)
     await client.delete(f"/api/tasks/{t['id']}", headers=h)
 
-    got = await reader.collect({t["id"]}, 4)
+    got = await reader.collect({t["id"]}, 4, backend_dsn)
     assert len(got) == 4
     keys = {k for k, _ in got}
     assert keys == {t["id"].encode()}, "the partition key is the task id"
@@ -165,7 +199,7 @@ async def test_events_wait_while_kafka_is_down_and_all_arrive_once(evented, read
         assert unsent == 100
     finally:
         kafka.start()
-    got = await reader.collect(subjects, 100, wait_s=180.0)
+    got = await reader.collect(subjects, 100, backend_dsn, wait_s=180.0)
     events = [e for _, e in got]
     ids = [e["id"] for e in events]
     assert len(set(ids)) == 100, f"{len(set(ids))} distinct events of 100 arrived"
@@ -229,7 +263,7 @@ async def test_a_stuck_key_does_not_hold_up_the_other_keys(evented, reader, back
                 return await changes(i)
 
         subjects = set(await asyncio.gather(*(bounded(i) for i in range(50))))
-        got = await reader.collect(subjects, 500, wait_s=120.0)
+        got = await reader.collect(subjects, 500, backend_dsn, wait_s=120.0)
         events = [e for _, e in got]
         arrived = len({e["id"] for e in events})
         assert arrived == 500, f"{arrived} of 500 events arrived"
@@ -324,6 +358,6 @@ async def test_a_frozen_database_answers_503_fast_and_loses_nothing(private_pg, 
         finally:
             await conn.close()
         assert len(committed) >= 40
-        got = await reader.collect(committed, len(committed), wait_s=120.0)
+        got = await reader.collect(committed, len(committed), dsn, wait_s=120.0)
         arrived = {e["subject"] for _, e in got if e["type"] == "com.todo.task.created"}
         assert arrived == committed, f"{len(committed - arrived)} committed tasks have no event on Kafka"

@@ -4,13 +4,13 @@ ignored; failures ask Dapr to redeliver; poison goes to the DLQ (through a real 
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 
 import orjson
 import pytest
 from sqlalchemy import String, func, select
 from sqlalchemy.orm import Mapped, mapped_column
+from testbed.polling import eventually, eventually_async
 from todo.common.cloudevents import build_event
 from todo.common.consumer import DatabaseLedger, EventConsumer, EventStatus, PoisonEvent, ProcessedEventMixin
 from todo.common.dapr import DaprClient
@@ -128,17 +128,21 @@ async def test_poison_goes_to_the_dlq_and_is_acknowledged(db, daprd_factory, kaf
     reader.subscribe(["task-events-dlq"])
     found: list[dict] = []
 
-    def read() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(found) < 2:
-            msg = reader.poll(0.5)
-            if msg is not None and not msg.error():
-                value = orjson.loads(msg.value())
-                if value.get("id") == poison_id or marker in str(value.get("data")):
-                    found.append(value)
+    def read_both() -> bool:
+        msg = reader.poll(0.5)
+        if msg is not None and not msg.error():
+            value = orjson.loads(msg.value())
+            if value.get("id") == poison_id or marker in str(value.get("data")):
+                found.append(value)
+        assert len(found) >= 2, f"{len(found)} of the two dead letters read"
+        return True
 
-    await asyncio.to_thread(read)
-    reader.close()
+    try:
+        await asyncio.to_thread(
+            eventually, read_both, "both dead letters on task-events-dlq", within=60, interval=0
+        )
+    finally:
+        reader.close()
     poisoned = [e for e in found if e.get("id") == poison_id]
     wrapped = [e for e in found if e.get("type") == "com.todo.deadletter"]
     assert poisoned and poisoned[0]["subject"] == f"s-poison-{marker}"
@@ -177,8 +181,8 @@ async def test_bulk_redelivery_keeps_each_keys_order(db, daprd_factory, kafka, t
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     serving = asyncio.create_task(server.serve())
     try:
-        while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
-            await asyncio.sleep(0.05)
+        # uvicorn offers no event to wait on
+        await eventually_async(lambda: server.started, "uvicorn serving", within=30, interval=0.05)
         # All six events wait in Kafka before the sidecar starts, so they come in one bulk per
         # partition: task A's later events are in the same delivery as the one that fails.
         producer = Producer(kafka.client_config("plaintext"))
@@ -194,9 +198,12 @@ async def test_bulk_redelivery_keeps_each_keys_order(db, daprd_factory, kafka, t
         )
         (tmp_path / "resiliency.yaml").write_text(RESILIENCY)
         await asyncio.to_thread(daprd_factory, f"bulk-{topic}", port, tmp_path)
-        deadline = time.monotonic() + 60
-        while len(applied) < 6 and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.2)
+
+        def all_six_applied() -> bool:
+            assert len(applied) >= 6, f"applied so far: {applied}"
+            return True
+
+        await eventually_async(all_six_applied, "the six events applied", within=60, interval=0.2)
     finally:
         server.should_exit = True
         await serving

@@ -12,6 +12,7 @@ from sqlalchemy import Integer, Text, bindparam, func, insert, literal, select, 
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Mapped, mapped_column
+from testbed.polling import eventually_async
 from todo.common.db import Database, DriverStatement, declarative_base
 
 pytestmark = pytest.mark.testbed
@@ -105,7 +106,18 @@ async def test_connections_the_server_closed_in_the_pool_are_replaced(db):
 async def test_a_connection_lost_mid_statement_is_a_disconnection_and_dropped(db):
     sleep = DriverStatement(select(func.pg_sleep(bindparam("seconds", type_=Integer()))))
     running = asyncio.create_task(db.driver_execute(sleep, {"seconds": 5}))
-    await asyncio.sleep(0.5)
+
+    async def statement_running() -> bool:
+        conn = await asyncpg.connect(db.url)
+        try:
+            return await conn.fetchval(
+                "SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'db-test'"
+                " AND state = 'active' AND query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await conn.close()
+
+    await eventually_async(statement_running, "the pg_sleep statement running", within=30, interval=0.05)
     assert len(await _pooled_connections(db.url, terminate=True)) == 1
     with pytest.raises(DisconnectionError, match="database connection lost"):
         await running

@@ -3,6 +3,7 @@
 import asyncio
 
 import orjson
+from testbed.polling import eventually_async
 from todo.sync.hub import CLOSE_SLOW_CLIENT, Hub
 
 
@@ -45,9 +46,7 @@ async def _attach(hub, user, sock):
 
 
 async def _until(predicate):
-    async with asyncio.timeout(5):
-        while not predicate():  # noqa: ASYNC110 - polling a plain predicate of a fake socket
-            await asyncio.sleep(0.005)
+    await eventually_async(predicate, "the fake socket's state", within=5, interval=0.005)
 
 
 async def test_message_reaches_every_connection_of_the_user_and_nobody_else():

@@ -15,6 +15,7 @@ import websockets
 from pydantic import ValidationError
 from testbed.core import free_port
 from testbed.platform import TEST_JWT_SECRET, task_event, task_snapshot, token_for
+from testbed.polling import eventually_async
 from todo.common import logging as todo_logging
 from todo.common.cloudevents import REMINDER_DUE, build_event
 from todo.sync.app import SyncSettings, create_app
@@ -35,8 +36,7 @@ async def server():
     port = free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
     task = asyncio.create_task(srv.serve())
-    while not srv.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
-        await asyncio.sleep(0.02)
+    await eventually_async(lambda: srv.started, "uvicorn serving", within=30, interval=0.02)
     yield f"127.0.0.1:{port}"
     srv.should_exit = True
     await task

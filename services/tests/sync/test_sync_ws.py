@@ -1,7 +1,6 @@
 """The sync service over a real WebSocket (uvicorn on loopback, the websockets client)."""
 
 import asyncio
-import time
 import uuid
 
 import httpx
@@ -11,6 +10,7 @@ import uvicorn
 import websockets
 from testbed.core import free_port
 from testbed.platform import TEST_JWT_SECRET, task_event, task_snapshot, token_for
+from testbed.polling import eventually, eventually_async
 from todo.common.cloudevents import REMINDER_DUE, build_event
 from todo.sync.app import SyncSettings, create_app
 
@@ -24,8 +24,7 @@ async def server():
     port = free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
     task = asyncio.create_task(srv.serve())
-    while not srv.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
-        await asyncio.sleep(0.02)
+    await eventually_async(lambda: srv.started, "uvicorn serving", within=30, interval=0.02)
     yield f"127.0.0.1:{port}"
     srv.should_exit = True
     await task
@@ -176,15 +175,17 @@ async def test_unusable_events_go_to_the_dead_letter_topic_with_the_reason(daprd
     reader.subscribe(["task-events-dlq", "reminders-dlq"])
     found: dict[str, dict] = {}
 
-    def read() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(found) < 2:
-            msg = reader.poll(0.5)
-            if msg is not None and not msg.error() and marker in msg.value().decode():
-                found[msg.topic()] = orjson.loads(msg.value())
+    def read_both() -> bool:
+        msg = reader.poll(0.5)
+        if msg is not None and not msg.error() and marker in msg.value().decode():
+            found[msg.topic()] = orjson.loads(msg.value())
+        assert len(found) == 2, f"dead letters read so far: {sorted(found)}"
+        return True
 
-    await asyncio.to_thread(read)
-    reader.close()
+    try:
+        await asyncio.to_thread(eventually, read_both, "a dead letter on each DLQ", within=60, interval=0)
+    finally:
+        reader.close()
     assert found["task-events-dlq"]["id"] == no_user["id"]
     assert found["task-events-dlq"]["deadletterreason"] == "data.user_id is missing"
     assert found["reminders-dlq"]["type"] == "com.todo.deadletter"

@@ -4,13 +4,13 @@ live pods, groups with members and groups of other applications stay."""
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from kw_ansible import connection_args, run_module
+from testbed.polling import eventually
 
 pytestmark = pytest.mark.testbed
 
@@ -40,10 +40,12 @@ def member_group(kafka, group: str, topic: str) -> Consumer:
         }
     )
     consumer.subscribe([topic])
-    deadline = time.monotonic() + 60
-    while not consumer.assignment() and time.monotonic() < deadline:  # bounded: 60 s
-        consumer.poll(0.5)
-    assert consumer.assignment(), f"{group} never got an assignment"
+
+    def assigned() -> list:
+        consumer.poll(0.5)  # joins the group and serves the assignment
+        return consumer.assignment()
+
+    eventually(assigned, f"{group} getting an assignment", within=60, interval=0)
     return consumer
 
 
