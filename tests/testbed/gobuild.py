@@ -9,7 +9,7 @@ never silently re-resolves a dependency.
 
 Binaries land in the versioned tool cache (see :func:`testbed.core.ensure_cached`)::
 
-    ${TODO_PLATFORM_CACHE:-~/.cache/todo-platform}/<tool>-<version>/bin/<binary>
+    ${TODO_PLATFORM_CACHE:-~/.cache/todo-platform}/<tool>-<version>-<content key>/bin/<binary>
 
 and are reused from there.  ``GOMODCACHE``/``GOCACHE`` keep their defaults (``~/go/pkg/mod`` and
 ``~/.cache/go-build``) so a CI cache of those directories speeds up a cold build.
@@ -27,6 +27,7 @@ Command line (used by ``scripts/tools`` and handy by hand)::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -99,12 +100,35 @@ class GoTool:
     def wrapper(self) -> Path:
         return GOMOD_DIR / self.module_dir
 
+    def fingerprint(self) -> dict:
+        """Everything that decides the binaries: the pins (wrapper go.mod/go.sum) and the build's
+        settings. It keys the tool's cache directory and the images the binaries go into."""
+        wrapper = self.wrapper
+        return {
+            "version": self.version,
+            "module_version": self.upstream_version,
+            "packages": list(self.packages),
+            "rename": self.rename,
+            "ldflags": list(self.ldflags),
+            "tags": list(self.tags),
+            "generated": self.generated,
+            "go.mod": hashlib.sha256((wrapper / "go.mod").read_bytes()).hexdigest(),
+            "go.sum": hashlib.sha256((wrapper / "go.sum").read_bytes()).hexdigest(),
+        }
+
+    @property
+    def cache_version(self) -> str:
+        """``<version>-<content key>``: a change of tags, ldflags or pins builds anew instead of
+        reusing binaries built another way under the same version."""
+        digest = hashlib.sha256(json.dumps(self.fingerprint(), sort_keys=True).encode()).hexdigest()
+        return f"{self.version}-{digest[:12]}"
+
     @property
     def bin_dir(self) -> Path:
-        return cache_dir(self.name, self.version) / "bin"
+        return cache_dir(self.name, self.cache_version) / "bin"
 
     def is_built(self) -> bool:
-        return (cache_dir(self.name, self.version) / ".complete").exists()
+        return (cache_dir(self.name, self.cache_version) / ".complete").exists()
 
     def binary(self, name: str | None = None) -> Path:
         """Path of one binary (building the tool first if it is not in the cache)."""
@@ -357,8 +381,10 @@ TOOLS: dict[str, GoTool] = {
             module_version=_prometheus_module_version(PROMETHEUS_VERSION),
             packages=("github.com/prometheus/prometheus/cmd/prometheus",),
             # promu adds builtinassets too, which embeds the web UI upstream builds with npm (absent
-            # from the module zip): without it the API and scraping work, the UI pages do not
-            tags=("netgo",),
+            # from the module zip): without it the API and scraping work, the UI pages do not.
+            # Service discovery: only Kubernetes' (what the operator's configuration uses; file, http
+            # and static stay), by upstream's documented tags; the cloud SDKs make most of a cold build.
+            tags=("netgo", "remove_all_sd", "enable_kubernetes_sd"),
             ldflags=_prometheus_common_ldflags(PROMETHEUS_VERSION.lstrip("v")),
             purpose="Prometheus (API and scraping, no web UI) for the monitoring images",
         ),
@@ -483,10 +509,12 @@ def _build_into(tool: GoTool, tmp: Path) -> None:
     workdir = _module_with_generated_files(tool, tmp) if tool.generated else tool.wrapper
     log(
         f"building {tool.name} {tool.version} ({', '.join(tool.binaries)}) into the tool cache; "
-        f"a cold build takes minutes, progress in {cache_dir(tool.name, tool.version)}.build.log"
+        f"a cold build takes minutes, progress in {cache_dir(tool.name, tool.cache_version)}.build.log"
     )
     started = time.monotonic()
-    side_log = cache_dir(tool.name, tool.version).with_name(f"{tool.name}-{tool.version}.build.log")
+    side_log = cache_dir(tool.name, tool.cache_version).with_name(
+        f"{tool.name}-{tool.cache_version}.build.log"
+    )
     with open(side_log, "wb") as handle:
         proc = subprocess.run(
             cmd, cwd=workdir, env=go_env(), stdout=handle, stderr=subprocess.STDOUT, check=False
@@ -530,7 +558,7 @@ def ensure_built(tool: GoTool | str) -> Path:
     """Build ``tool`` into the cache unless it is already there; return its ``bin`` directory."""
     if isinstance(tool, str):
         tool = TOOLS[tool]
-    root = ensure_cached(tool.name, tool.version, lambda tmp: _build_into(tool, tmp))
+    root = ensure_cached(tool.name, tool.cache_version, lambda tmp: _build_into(tool, tmp))
     return root / "bin"
 
 
@@ -539,7 +567,7 @@ def build_info(tool: GoTool | str) -> dict:
     if isinstance(tool, str):
         tool = TOOLS[tool]
     try:
-        return json.loads((cache_dir(tool.name, tool.version) / "build.json").read_text())
+        return json.loads((cache_dir(tool.name, tool.cache_version) / "build.json").read_text())
     except (OSError, ValueError):
         return {}
 

@@ -64,7 +64,6 @@ from testbed.gobuild import (
     KUBEADM_ETCD_VERSION,
     KUBERNETES_VERSION,
     TOOLS,
-    GoTool,
     ensure_built,
 )
 from testbed.images import docker_cli, ensure_base_image, image_exists, recipe_key
@@ -391,18 +390,6 @@ def _image_digest(image: image_archive.Image) -> str:
     return digest.hexdigest()
 
 
-def _tool_fingerprint(tool: GoTool) -> dict:
-    wrapper = tool.wrapper
-    return {
-        "version": tool.version,
-        "packages": list(tool.packages),
-        "ldflags": list(tool.ldflags),
-        "tags": list(tool.tags),
-        "go.mod": hashlib.sha256((wrapper / "go.mod").read_bytes()).hexdigest(),
-        "go.sum": hashlib.sha256((wrapper / "go.sum").read_bytes()).hexdigest(),
-    }
-
-
 def _tree_digest(root: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
@@ -421,7 +408,7 @@ def node_image_key() -> str:
         "assembly": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
         "image": NODE_IMAGE,
         "bases": {name: recipe_key(name) for name in ("node", "kube-proxy")},
-        "tools": {name: _tool_fingerprint(TOOLS[name]) for name in tools},
+        "tools": {name: TOOLS[name].fingerprint() for name in tools},
         "components": [i.dockerfile("BASE") + i.ref for i in COMPONENT_IMAGES],
         "node_binaries": [list(b) for b in NODE_BINARIES],
         "kind": {"version": KIND_VERSION, "files": _tree_digest(kind_files)},

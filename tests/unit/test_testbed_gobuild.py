@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -40,6 +41,23 @@ def test_daprd_build_uses_the_stable_components_tag():
     cmd = gobuild.build_command(spec, Path("/out"))
     assert cmd[cmd.index("-tags") + 1] == "stablecomponents"
     assert cmd[cmd.index("-o") + 1] == "/out/daprd"
+
+
+def test_a_build_setting_change_gets_its_own_cache_directory():
+    """The cache is keyed by content: binaries built with other tags or ldflags under the same
+    version are never reused."""
+    spec = gobuild.TOOLS["prometheus"]
+    other_tags = dataclasses.replace(spec, tags=("netgo",))
+    other_ldflags = dataclasses.replace(spec, ldflags=())
+    dirs = {spec.bin_dir, other_tags.bin_dir, other_ldflags.bin_dir}
+    assert len(dirs) == 3, dirs
+    assert spec.bin_dir == dataclasses.replace(spec).bin_dir, "the same build must keep its key"
+    assert spec.bin_dir.parent.name.startswith(f"prometheus-{spec.version}-")
+
+
+def test_prometheus_keeps_only_the_service_discovery_the_operator_uses():
+    tags = gobuild.TOOLS["prometheus"].tags
+    assert {"remove_all_sd", "enable_kubernetes_sd"} <= set(tags)
 
 
 def test_etcd_binary_is_named_etcd():
