@@ -4,6 +4,7 @@ kube-prometheus-stack archive rendered by the pinned Helm with those values."""
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import subprocess
@@ -18,6 +19,8 @@ from deploy.deploy_support import TEST_SECRETS
 
 HERE = Path(__file__).parent
 ENVS = ["kind", "minikube", "oke", "aks", "gke"]
+#: Renders beside one per inventory: (inventory, environment variables over TEST_SECRETS).
+VARIANTS = {"oke-without-domain": ("oke", {"TODO_OCI_DOMAIN": ""})}
 CHART_VERSION = yaml.safe_load((MONITORING / "defaults" / "main.yml").read_text())["monitoring_chart_version"]
 
 
@@ -33,23 +36,24 @@ def rendered_all(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("inventories")
     playbook = Path(sys.executable).with_name("ansible-playbook")
     env = dict(os.environ, **TEST_SECRETS, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    renders = {name: (name, {}) for name in ENVS} | VARIANTS
     procs = {
         name: subprocess.Popen(
             [
                 str(playbook),
                 str(HERE / "render_inventory.yml"),
                 "-i",
-                f"inventories/{name}",
+                f"inventories/{inventory}",
                 "-e",
                 f"out={out / name}",
             ],
             cwd=ROOT,
-            env=env,
+            env=env | extra_env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
-        for name in ENVS
+        for name, (inventory, extra_env) in renders.items()
     }
     for name, proc in procs.items():
         output, _ = proc.communicate(timeout=600)
@@ -128,6 +132,41 @@ def test_kafka_exporter_announces_the_providers_kafka_version(rendered) -> None:
     assert versions == [DEFAULT_VERSION[provider]], (env, provider, container["args"])
     if env == "aks":
         assert versions == ["1.0.0"]
+
+
+OCI_BOOTSTRAP = "cell-1.streaming.eu-frankfurt-1.oci.oraclecloud.com:9092"
+#: The exporter's brokers and SASL sign-in per cloud render (defaults of the inventories,
+#: TEST_SECRETS): the same provider formats the kafka role and the Dapr component use.
+EXPORTER_SIGN_IN = {
+    "oke": (
+        OCI_BOOTSTRAP,
+        "mytenancy/Default/todo-streaming/ocid1.streampool.oc1.eu-frankfurt-1.example",
+        TEST_SECRETS["TODO_OCI_AUTH_TOKEN"],
+    ),
+    "oke-without-domain": (
+        OCI_BOOTSTRAP,
+        "mytenancy/todo-streaming/ocid1.streampool.oc1.eu-frankfurt-1.example",
+        TEST_SECRETS["TODO_OCI_AUTH_TOKEN"],
+    ),
+    "aks": (
+        "todo-events.servicebus.windows.net:9093",
+        "$ConnectionString",
+        TEST_SECRETS["TODO_EVENTHUBS_CONNECTION_STRING"],
+    ),
+}
+
+
+@pytest.mark.parametrize("render", sorted(EXPORTER_SIGN_IN))
+def test_kafka_exporter_signs_in_with_the_providers_user_name(rendered_all: Path, render: str) -> None:
+    objects = yaml.safe_load((rendered_all / render / "kafka-exporter.yml").read_text())
+    (secret,) = [o for o in objects if o["kind"] == "Secret"]
+    decoded = {key: base64.b64decode(value or "").decode() for key, value in secret["data"].items()}
+    (deploy,) = [o for o in objects if o["kind"] == "Deployment"]
+    (container,) = deploy["spec"]["template"]["spec"]["containers"]
+    servers = [
+        a.removeprefix("--kafka.server=") for a in container["args"] if a.startswith("--kafka.server=")
+    ]
+    assert (",".join(servers), decoded["username"], decoded["password"]) == EXPORTER_SIGN_IN[render]
 
 
 @pytest.mark.parametrize("role", ["monitoring", "logging"])

@@ -20,18 +20,21 @@ def _round_trip(conf: dict, topic: str) -> list[tuple[bytes, bytes]]:
     consumer = Consumer(conf | {"group.id": f"smoke-{uuid.uuid4().hex[:8]}", "auto.offset.reset": "earliest"})
     try:
         consumer.subscribe([topic])
-        received: list[tuple[bytes, bytes]] = []
-        for _ in range(60):
-            msg = consumer.poll(1.0)
-            if msg is None:
-                continue
-            assert msg.error() is None, msg.error()
-            received.append((msg.key(), msg.value()))
-            break
+        received = [_next_message(consumer)]
     finally:
         consumer.close()
     assert received == [(b"k1", payload)]
     return received
+
+
+def _next_message(consumer: Consumer) -> tuple[bytes, bytes]:
+    def polled() -> tuple[bytes, bytes]:
+        msg = consumer.poll(1.0)
+        assert msg is not None, "nothing to read yet"
+        assert msg.error() is None, msg.error()
+        return msg.key(), msg.value()
+
+    return eventually(polled, "a message for the consumer", within=60, interval=0)
 
 
 @pytest.mark.parametrize("listener", ["plaintext", "scram", "sasl_ssl"])
@@ -96,12 +99,7 @@ def test_restart_keeps_data(kafka):
     consumer = Consumer(conf | {"group.id": f"smoke-{uuid.uuid4().hex[:8]}", "auto.offset.reset": "earliest"})
     try:
         consumer.subscribe([topic])
-        after = []
-        for _ in range(60):
-            msg = consumer.poll(1.0)
-            if msg is not None and msg.error() is None:
-                after.append((msg.key(), msg.value()))
-                break
+        after = [_next_message(consumer)]
     finally:
         consumer.close()
     assert after == before

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from kw_ansible import LISTENERS, connection_args, run_module
+from testbed.polling import eventually
 
 pytestmark = pytest.mark.testbed
 
@@ -206,16 +207,20 @@ def test_lag_is_produced_minus_consumed(kafka, listener):
     )
     consumer.subscribe([topic])
     got = 0
-    for _ in range(120):  # bounded: at most 120 polls of 1 s
+
+    def consumed_and_committed() -> bool:
+        nonlocal got
         msg = consumer.poll(1.0)
-        if msg is None or msg.error():
-            continue
-        got += 1
-        consumer.commit(message=msg, asynchronous=False)
-        if got == consumed:
-            break
-    consumer.close()
-    assert got == consumed
+        if msg is not None and not msg.error():
+            got += 1
+            consumer.commit(message=msg, asynchronous=False)
+        assert got == consumed, f"{got} of {consumed} messages consumed"
+        return True
+
+    try:
+        eventually(consumed_and_committed, f"{consumed} messages consumed", within=120, interval=0)
+    finally:
+        consumer.close()
 
     r = run_module("kafka_consumer_lag_info", {**conn, "groups": [group], "topics": [topic]}, check=True)
     assert not r.failed, r.result.get("msg")
