@@ -154,6 +154,7 @@ ROTATED = {
 
 def test_rotate_secrets_replaces_every_credential_and_rolls_out(kube, deployed, kwok_inventory):
     old_hashes = {s: newest_hash(kube, s) for s in SERVICES}
+    old_role_passwords = role_passwords(kube)
     env = dict(deployed, **ROTATED)
     # Grafana runs when the scenario installs the charts (molecule/kwok host_vars)
     grafana = (
@@ -185,6 +186,9 @@ def test_rotate_secrets_replaces_every_credential_and_rolls_out(kube, deployed, 
         }
     assert f":{ROTATED['TODO_POSTGRES_PASSWORD']}@" in app["database-url"]
     assert secret_values(kube, "todo", "postgres")["password"] == ROTATED["TODO_POSTGRES_PASSWORD"]
+    # a new owner password gives every service's own database role a new one too (roles/apps prepare.yml)
+    new_role_passwords = role_passwords(kube)
+    assert all(new_role_passwords[s] != old_role_passwords[s] for s in SERVICES), "a role password stayed"
     assert secret_values(kube, "todo", "todo-dapr-api-token")["token"] == ROTATED["TODO_DAPR_API_TOKEN"]
     assert secret_values(kube, "todo", "todo-app-api-token")["token"] == ROTATED["TODO_APP_API_TOKEN"]
     grafana = secret_values(kube, "monitoring", "grafana-admin")
@@ -210,9 +214,20 @@ def test_rotate_secrets_replaces_every_credential_and_rolls_out(kube, deployed, 
     result = run_runbook("rotate-secrets", kwok_inventory, *no_exec, env=env, timeout=1800)
     assert result.returncode == 0, output_of(result)
     assert checksums() == before
+    assert role_passwords(kube) == new_role_passwords
     shown = result.stdout.split("TASK [Show what rolled out]", 1)[1]
     assert "msg: []" in shown.split("PLAY RECAP", 1)[0], output_of(result)
     assert secret_values(kube, "todo", "todo-app")["jwt-previous-key-id"] == "1"  # still in its overlap
+
+
+def role_passwords(kube) -> dict[str, str]:
+    """Each service's database role password, checked against the URL its pods read."""
+    found = {}
+    for service in SERVICES:
+        values = secret_values(kube, "todo", f"todo-db-{service}")
+        assert f":{values['password']}@" in values["database-url"]
+        found[service] = values["password"]
+    return found
 
 
 def jwt_env(kube, service: str) -> dict[str, str]:
