@@ -58,6 +58,34 @@ def create_service_app(
     settings.check_can_serve()
     if settings.app_api_token is None:
         _log.warning("development mode without APP_API_TOKEN: event and internal routes are open to anyone")
+    app = FastAPI(
+        title=title,
+        description=description,
+        version=version,
+        lifespan=_lifespan(service, version, on_startup, on_shutdown),
+        openapi_tags=openapi_tags,
+        # The platform's telemetry is its own: Prometheus metrics, JSON logs and traceparent
+        # propagation (docs/observability.md). FastAPI's OpenTelemetry hooks would only look up the
+        # global providers on every request, a few per cent of a create request's CPU.
+        telemetry=_NO_OPENTELEMETRY,
+    )
+    _attach_state(app, service, settings)
+    install_error_handlers(app)
+    add_health_routes(app, _readiness_checks(settings, check_database, extra_ready_checks))
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+    document_bearer_auth(app, routers)
+    for router in routers:
+        app.include_router(router)
+    complete_responses(app)
+    _add_middleware(app, settings)
+    return app
+
+
+def _lifespan(
+    service: str, version: str, on_startup: Sequence[StartupHook], on_shutdown: Sequence[ShutdownHook]
+) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    """Startup hooks in order (their background work as tasks); at shutdown the tasks are cancelled,
+    then the shutdown hooks run and the Dapr client and database close."""
     background: list[asyncio.Task[Any]] = []
 
     @contextlib.asynccontextmanager
@@ -82,17 +110,11 @@ def create_service_app(
             await app.state.db.dispose()
             _log.info("service stopped")
 
-    app = FastAPI(
-        title=title,
-        description=description,
-        version=version,
-        lifespan=lifespan,
-        openapi_tags=openapi_tags,
-        # The platform's telemetry is its own: Prometheus metrics, JSON logs and traceparent
-        # propagation (docs/observability.md). FastAPI's OpenTelemetry hooks would only look up the
-        # global providers on every request, a few per cent of a create request's CPU.
-        telemetry=_NO_OPENTELEMETRY,
-    )
+    return lifespan
+
+
+def _attach_state(app: FastAPI, service: str, settings: ServiceSettings) -> None:
+    """The settings, JWT keys, database and Dapr client every route and hook reaches via app.state."""
     app.state.service = service
     app.state.settings = settings
     app.state.jwt_keys = JwtKeys.from_settings(settings)
@@ -107,17 +129,19 @@ def create_service_app(
         settings.dapr_url,
         settings.dapr_api_token.get_secret_value() if settings.dapr_api_token else None,
     )
-    install_error_handlers(app)
+
+
+def _readiness_checks(
+    settings: ServiceSettings, check_database: bool, extra: dict[str, ReadinessCheck] | None
+) -> dict[str, ReadinessCheck]:
     checks: dict[str, ReadinessCheck] = {"database": database_ready} if check_database else {}
     if settings.dapr_ready_check:
         checks["sidecar"] = sidecar_ready
-    checks.update(extra_ready_checks or {})
-    add_health_routes(app, checks)
-    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
-    document_bearer_auth(app, routers)
-    for router in routers:
-        app.include_router(router)
-    complete_responses(app)
+    checks.update(extra or {})
+    return checks
+
+
+def _add_middleware(app: FastAPI, settings: ServiceSettings) -> None:
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_bytes=settings.max_request_body_bytes,
@@ -128,4 +152,3 @@ def create_service_app(
         # added last = outermost: the request context is bound before metrics and handlers run
         app.add_middleware(MetricsMiddleware, router_app=app.router)
         app.add_middleware(RequestContextMiddleware)
-    return app

@@ -340,23 +340,23 @@ def base_url(module, name):
     return value
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            backend_url=dict(type="str", required=True),
-            audit_url=dict(type="str", required=True),
-            email=dict(type="str", default=""),
-            password=dict(type="str", default="", no_log=True),
-            email_domain=dict(type="str", default="example.invalid"),
-            audit_timeout=dict(type="int", default=60),
-            request_timeout=dict(type="int", default=10),
-            delete_task=dict(type="bool", default=True),
-            validate_certs=dict(type="bool", default=True),
-            ca_path=dict(type="path"),
-            use_proxy=dict(type="bool", default=True),
-        ),
-        supports_check_mode=True,
-    )
+ARGUMENT_SPEC = dict(
+    backend_url=dict(type="str", required=True),
+    audit_url=dict(type="str", required=True),
+    email=dict(type="str", default=""),
+    password=dict(type="str", default="", no_log=True),
+    email_domain=dict(type="str", default="example.invalid"),
+    audit_timeout=dict(type="int", default=60),
+    request_timeout=dict(type="int", default=10),
+    delete_task=dict(type="bool", default=True),
+    validate_certs=dict(type="bool", default=True),
+    ca_path=dict(type="path"),
+    use_proxy=dict(type="bool", default=True),
+)
+
+
+def checked_urls(module):
+    """The two base URLs, after refusing settings that cannot work."""
     p = module.params
     backend, audit = base_url(module, "backend_url"), base_url(module, "audit_url")
     if p["audit_timeout"] < 1 or p["request_timeout"] < 1:
@@ -365,22 +365,27 @@ def main():
         module.fail_json(
             msg="email is set: give its password (8 to 128 characters) in password", failed_hop=""
         )
-    client = Client(p)
+    return backend, audit
 
-    if module.check_mode:
-        ready = readiness(client, {"backend": backend, "audit": audit})
-        not_ready = sorted(k for k, v in ready.items() if not v)
-        if not_ready:
-            module.fail_json(
-                msg="not ready (GET /readyz): " + ", ".join(not_ready), ready=ready, failed_hop=""
-            )
-        module.exit_json(
-            changed=False,
-            ready=ready,
-            failed_hop="",
-            msg="check mode: both services are ready; no transaction was made",
-        )
 
+def exit_check_mode(module, client, backend, audit):
+    """Check mode makes no transaction: it only reports whether both services are ready."""
+    ready = readiness(client, {"backend": backend, "audit": audit})
+    not_ready = sorted(k for k, v in ready.items() if not v)
+    if not_ready:
+        module.fail_json(msg="not ready (GET /readyz): " + ", ".join(not_ready), ready=ready, failed_hop="")
+    module.exit_json(
+        changed=False,
+        ready=ready,
+        failed_hop="",
+        msg="check mode: both services are ready; no transaction was made",
+    )
+
+
+def run_transaction(module, client, backend, audit):
+    """Register (or sign in), create a task, wait for its audit row, delete it; the hop that broke
+    is in failed_hop."""
+    p = module.params
     result = dict(changed=False, failed_hop="")
     try:
         email, token, user_id = sign_in(client, backend, p)
@@ -403,6 +408,15 @@ def main():
         result["task_id"], result["audit_seconds"]
     )
     module.exit_json(**result)
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    backend, audit = checked_urls(module)
+    client = Client(module.params)
+    if module.check_mode:
+        exit_check_mode(module, client, backend, audit)
+    run_transaction(module, client, backend, audit)
 
 
 if __name__ == "__main__":

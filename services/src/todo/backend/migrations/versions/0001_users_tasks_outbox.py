@@ -18,6 +18,13 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    _create_outbox()
+    _create_users()
+    _create_tasks()
+    _index_tasks()
+
+
+def _create_outbox() -> None:
     op.create_table(
         "outbox",
         sa.Column("seq", sa.BigInteger(), sa.Identity(always=True), nullable=False),
@@ -42,6 +49,9 @@ def upgrade() -> None:
         schema="backend",
         postgresql_where=sa.text("sent_at IS NULL"),
     )
+
+
+def _create_users() -> None:
     op.create_table(
         "users",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -53,6 +63,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("email", name=op.f("uq_users_email")),
         schema="backend",
     )
+
+
+def _create_tasks() -> None:
     op.create_table(
         "tasks",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -100,6 +113,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("previous_occurrence_id", name=op.f("uq_tasks_previous_occurrence_id")),
         schema="backend",
     )
+
+
+def _index_tasks() -> None:
     op.create_index(
         "ix_tasks_search", "tasks", ["search"], unique=False, schema="backend", postgresql_using="gin"
     )

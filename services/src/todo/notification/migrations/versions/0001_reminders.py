@@ -16,6 +16,13 @@ SCHEMA = "notification"
 
 
 def upgrade() -> None:
+    _create_processed_events()
+    _create_reminders()
+    _create_outbox()
+    _create_email_outbox()
+
+
+def _create_processed_events() -> None:
     op.create_table(
         "processed_events",
         sa.Column("event_id", sa.String(200), nullable=False),
@@ -25,6 +32,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("event_id", name="pk_processed_events"),
         schema=SCHEMA,
     )
+
+
+def _create_reminders() -> None:
     op.create_table(
         "reminders",
         sa.Column("task_id", UUID(as_uuid=True), nullable=False),
@@ -47,6 +57,9 @@ def upgrade() -> None:
         schema=SCHEMA,
         postgresql_where=sa.text("state = 'pending'"),
     )
+
+
+def _create_outbox() -> None:
     # Columns of todo.common.outbox.OutboxMixin (the relay of the shared library publishes it).
     op.create_table(
         "outbox",
@@ -67,6 +80,9 @@ def upgrade() -> None:
     op.create_index(
         "ix_outbox_unsent", "outbox", ["seq"], schema=SCHEMA, postgresql_where=sa.text("sent_at IS NULL")
     )
+
+
+def _create_email_outbox() -> None:
     op.create_table(
         "email_outbox",
         sa.Column("id", sa.BigInteger, sa.Identity(), nullable=False),
