@@ -25,6 +25,7 @@ import time
 
 import pytest
 from containers import kind_load
+from containers.test_monitoring_kind import resource_table
 from e2e.e2e_support import eventually
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow, pytest.mark.timeout(7200)]
@@ -45,6 +46,9 @@ def poll(probe, what: str, within: float) -> object:
 def test_metrics_api_serves_every_container_and_the_hpa_reads_cpu(kind_platform):
     started = time.monotonic()
     kubectl = kind_platform.kubectl
+    # the room the scale-out has on the one node (the scenario's requests, molecule/kind-local)
+    described = kubectl("describe", "nodes")
+    print(described[described.index("Allocated resources:") :].split("Events:")[0])
     pods = kubectl.json("-n", APPS, "get", "pods", "-l", "app.kubernetes.io/part-of=todo-platform")["items"]
     # running pods only: the migration Job's completed pod has no metrics
     running = [p for p in pods if p["status"]["phase"] == "Running"]
@@ -97,6 +101,7 @@ def test_backend_hpa_scales_out_under_load_and_back_in(kind_platform):
         patch = {"spec": {"behavior": {"scaleDown": {"stabilizationWindowSeconds": seconds}}}}
         kubectl("-n", APPS, "patch", "hpa", HPA, "--type=merge", "-p", json.dumps(patch))
 
+    load_started = time.time()
     try:
         with kind_load.forwarded(kubectl, ("backend",)) as urls:
             with kind_load.ApiLoad(urls["E2E_BACKEND_URL"]) as load:
@@ -112,9 +117,22 @@ def test_backend_hpa_scales_out_under_load_and_back_in(kind_platform):
                 f"{load.requests} requests, {load.failures} failed"
             )
             assert load.requests > 0
-        set_window(TEST_STABILIZATION_SECONDS)
-        poll(lambda: _replicas(kubectl) == (minimum, minimum), f"HPA {HPA} back to {minimum} replica(s)", 600)
-        print(f"scaled back in to {minimum} after {time.monotonic() - started - out_at:.0f}s without load")
+        load_ended = time.time()
     finally:
-        set_window(original_window)
+        # back to the minimum whatever happened above (a later module must not find extra or Pending
+        # pods), then the role's window
+        try:
+            set_window(TEST_STABILIZATION_SECONDS)
+            poll(
+                lambda: (
+                    _replicas(kubectl) == (minimum, minimum) and len(kind_load.pods(kubectl, HPA)) == minimum
+                ),
+                f"HPA {HPA} back to {minimum} replica(s), no other pod left",
+                600,
+            )
+        finally:
+            set_window(original_window)
+    print(f"scaled back in to {minimum} after {time.monotonic() - started - out_at:.0f}s without load")
+    # the containers of ours under that load (issue 16 item 5, docs/performance.md)
+    print(resource_table(kubectl, f"{int(time.time() - load_started)}s", load_ended + 60))
     print(f"autoscaling check: {time.monotonic() - started:.0f}s")

@@ -11,11 +11,12 @@ and checks its effect on the pods:
 * ``rotate-secrets``: a new JWT key; tokens of the old key still work during the overlap, new
   tokens carry the new ``kid``; a run with the overlap over refuses the old token (401).
 
-Requests come from a client pod inside the cluster (the services image already loaded in the node,
-imagePullPolicy Never, Python's urllib) in the ``monitoring`` namespace, the one the apps'
-NetworkPolicies let reach the services' HTTP port. It goes through the backend Service (kube-proxy
-balances across its ready pods), not port-forward, which pins one pod. Everything the tests change
-is put back (the copy deleted, replicas and autoscaler bounds restored, the JWT key rotated back).
+Requests go as a kind user's do: through ``kubectl port-forward`` (the kind inventory's exposure;
+the NetworkPolicies admit no in-cluster client of the API there). A forward to a Service reaches one
+of its pods, so each call opens its own; a pod's own /readyz goes through a forward to that pod; the
+steady load during the restart follows the Service's EndpointSlices pod by pod
+(``kind_load.ServiceLoad``), as kube-proxy does. Everything the tests change is put back (the copy
+deleted, replicas and autoscaler bounds restored, the JWT key rotated back).
 """
 
 from __future__ import annotations
@@ -24,55 +25,16 @@ import asyncio
 import base64
 import json
 import secrets
-import subprocess
 import time
 
+import httpx
 import pytest
+from containers import kind_load
 from e2e.e2e_support import eventually
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow, pytest.mark.timeout(7200)]
 
 NAMESPACE = "todo"
-CLIENT_NAMESPACE = "monitoring"
-CLIENT = "runbooks-client"
-BACKEND = f"http://backend.{NAMESPACE}.svc.cluster.local"
-AUDIT = f"http://audit.{NAMESPACE}.svc.cluster.local"
-
-# Runs in the client pod: one HTTP request per line of argv (method url [token] [json body]).
-HTTP = """
-import json, sys, urllib.request, urllib.error
-def call(method, url, token=None, body=None):
-    headers = {"content-type": "application/json"}
-    if token:
-        headers["authorization"] = "Bearer " + token
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-"""
-# The load: GET the user's tasks through the Service until /tmp/stop-load exists; prints a summary.
-LOAD = (
-    HTTP
-    + """
-import os, time
-token, failures, codes, total = sys.argv[1], [], {}, 0
-while not os.path.exists("/tmp/stop-load"):
-    total += 1
-    try:
-        status, body = call("GET", sys.argv[2] + "/api/tasks", token)
-    except Exception as e:
-        status, body = "error", repr(e)
-    codes[str(status)] = codes.get(str(status), 0) + 1
-    if status != 200:
-        failures.append(f"{time.strftime('%H:%M:%S')} {status} {body[:200]}")
-    time.sleep(0.1)  # steady, light: not enough CPU for the autoscaler to add pods
-os.remove("/tmp/stop-load")
-print(json.dumps({"total": total, "codes": codes, "failures": failures[:10]}))
-"""
-)
 
 
 def poll(what: str, probe, within: float = 300):
@@ -83,101 +45,45 @@ def poll(what: str, probe, within: float = 300):
 
 
 class Client:
-    """The client pod: HTTP requests from inside the cluster."""
+    """Calls to the services' API through ``kubectl port-forward``, one forward per call: a forward
+    to a Service stays on the pod it picked, which a rollout replaces."""
 
     def __init__(self, kubectl):
         self.kubectl = kubectl
 
-    def exec_args(self, script: str, *args: str) -> list[str]:
-        return ["-n", CLIENT_NAMESPACE, "exec", CLIENT, "--", "python", "-c", script, *args]
-
     def call(
-        self, method: str, url: str, token: str | None = None, body: dict | None = None
+        self, service: str, method: str, path: str, token: str | None = None, body: dict | None = None
     ) -> tuple[int, str]:
-        script = HTTP + "print(json.dumps(call(*json.loads(sys.argv[1]))))"
-        out = self.kubectl(*self.exec_args(script, json.dumps([method, url, token, body])))
-        status, text = json.loads(out)
-        return status, text
+        with kind_load.forward(self.kubectl, f"svc/{service}", 80) as url:
+            return send(url, method, path, token, body)
 
     def sign_in(self, label: str) -> str:
         email, password = f"runbooks-{label}-{secrets.token_hex(4)}@example.test", secrets.token_urlsafe(18)
         status, text = self.call(
-            "POST", f"{BACKEND}/api/auth/register", body={"email": email, "password": password}
+            "backend", "POST", "/api/auth/register", body={"email": email, "password": password}
         )
         assert status == 201, (status, text)
         status, text = self.call(
-            "POST", f"{BACKEND}/api/auth/login", body={"email": email, "password": password}
+            "backend", "POST", "/api/auth/login", body={"email": email, "password": password}
         )
         assert status == 200, (status, text)
         return json.loads(text)["access_token"]
 
-    def start_load(self, token: str) -> subprocess.Popen:
-        self.kubectl(
-            *self.exec_args("import os; os.path.exists('/tmp/stop-load') and os.remove('/tmp/stop-load')")
-        )
-        return subprocess.Popen(
-            [
-                self.kubectl.binary,
-                "--kubeconfig",
-                self.kubectl.kubeconfig,
-                *self.exec_args(LOAD, token, BACKEND),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    def pod_call(self, pod: str, path: str, token: str | None = None) -> tuple[int, str]:
+        """GET ``path`` on that pod itself."""
+        with kind_load.forward(self.kubectl, f"pod/{pod}", 8000) as url:
+            return send(url, "GET", path, token)
 
-    def stop_load(self, load: subprocess.Popen) -> dict:
-        self.kubectl(*self.exec_args("open('/tmp/stop-load', 'w').close()"))
-        out, err = load.communicate(timeout=120)
-        assert load.returncode == 0, err
-        return json.loads(out)
+
+def send(url: str, method: str, path: str, token: str | None = None, body: dict | None = None):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    reply = httpx.request(method, url + path, json=body, headers=headers, timeout=30)
+    return reply.status_code, reply.text
 
 
 @pytest.fixture(scope="module")
 def client(kind_platform):
-    kubectl = kind_platform.kubectl
-    backend = kubectl.json("-n", NAMESPACE, "get", "deployment", "backend")
-    image = next(
-        c["image"] for c in backend["spec"]["template"]["spec"]["containers"] if c["name"] != "daprd"
-    )
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": CLIENT,
-            "namespace": CLIENT_NAMESPACE,
-            "labels": {"app.kubernetes.io/name": CLIENT},
-        },
-        "spec": {
-            "automountServiceAccountToken": False,
-            "terminationGracePeriodSeconds": 0,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": 10001,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": [
-                {
-                    "name": "client",
-                    "image": image,
-                    "imagePullPolicy": "Never",
-                    "command": ["python", "-c", "import time; time.sleep(7200)"],
-                    "resources": {
-                        "requests": {"cpu": "20m", "memory": "32Mi"},
-                        "limits": {"memory": "128Mi"},
-                    },
-                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-                }
-            ],
-        },
-    }
-    kubectl("apply", "-f", "-", input=json.dumps(pod))
-    try:
-        kubectl("-n", CLIENT_NAMESPACE, "wait", "--for=condition=Ready", f"pod/{CLIENT}", "--timeout=180s")
-        yield Client(kubectl)
-    finally:
-        kubectl("-n", CLIENT_NAMESPACE, "delete", "pod", CLIENT, "--ignore-not-found", "--wait=true")
+    return Client(kind_platform.kubectl)
 
 
 def run(kind_platform, runbook: str, *args: str, name: str | None = None) -> str:
@@ -229,7 +135,7 @@ def assert_pods_serve(kubectl, client: Client, service: str, count: int) -> list
         summary,
     )
     for pod in found:
-        status, text = client.call("GET", f"http://{pod['status']['podIP']}:8000/readyz")
+        status, text = client.pod_call(pod["metadata"]["name"], "/readyz")
         assert status == 200, (pod["metadata"]["name"], status, text)
     return [p["metadata"]["name"] for p in found]
 
@@ -336,14 +242,13 @@ def test_restart_service_returns_when_new_pods_serve_and_no_request_fails(
     kubectl = kind_platform.kubectl
     old_hash = newest_hash(kubectl, "backend")
     old_pods = {p["metadata"]["name"] for p in pods(kubectl, "backend")}
-    load = client.start_load(client.sign_in("restart"))
-    try:
+    load = kind_load.ServiceLoad(kubectl, "backend", "/api/tasks", client.sign_in("restart"))
+    with load:
         run(kind_platform, "restart-service", "-e", "service=backend", name="restart-backend")
         # the moment it returned: only new pods, all Ready and answering
         wanted = kubectl.json("-n", NAMESPACE, "get", "deployment", "backend")["spec"]["replicas"]
         serving = assert_pods_serve(kubectl, client, "backend", wanted)
-    finally:
-        summary = client.stop_load(load)
+    summary = load.stop()
     print(
         f"--- restart-backend: old pods {sorted(old_pods)} -> {serving}; load through the Service: {summary}"
     )
@@ -362,12 +267,21 @@ def app_secret(kubectl) -> tuple[dict[str, str], dict[str, str]]:
     return data, secret["metadata"].get("annotations") or {}
 
 
-def answers(client: Client, token: str) -> dict[str, int]:
-    """What the backend and the audit service answer a request carrying ``token``."""
-    return {
-        "backend": client.call("GET", f"{BACKEND}/api/tasks", token)[0],
-        "audit": client.call("GET", f"{AUDIT}/api/audit", token)[0],
-    }
+def answers(kubectl, client: Client, token: str) -> dict[str, list[int]]:
+    """What every serving pod of the backend and of audit answers a request carrying ``token``
+    (the statuses, once each)."""
+    paths = {"backend": "/api/tasks", "audit": "/api/audit"}
+    found = {}
+    for service, path in paths.items():
+        serving = [p["metadata"]["name"] for p in pods(kubectl, service)
+                   if ready(p) and "deletionTimestamp" not in p["metadata"]]  # fmt: skip
+        assert serving, f"no serving pod of {service}"
+        found[service] = sorted({client.pod_call(pod, path, token)[0] for pod in serving})
+    return found
+
+
+#: every pod of both services answered 200
+ALL_OK = {"backend": [200], "audit": [200]}
 
 
 def test_rotate_secrets_keeps_old_tokens_for_the_overlap_then_refuses_them(kind_platform, client):
@@ -376,7 +290,7 @@ def test_rotate_secrets_keeps_old_tokens_for_the_overlap_then_refuses_them(kind_
     old_token = client.sign_in("before-rotation")
     before, _ = app_secret(kubectl)
     old_kid = before.get("jwt-key-id", "1")
-    assert kid_of(old_token) == old_kid and answers(client, old_token) == {"backend": 200, "audit": 200}
+    assert kid_of(old_token) == old_kid and answers(kubectl, client, old_token) == ALL_OK
     env["TODO_JWT_SECRET"] = "rotated-in-kind-" + secrets.token_urlsafe(32)
     try:
         out = run(kind_platform, "rotate-secrets", name="rotate-secrets-new-key")
@@ -388,14 +302,14 @@ def test_rotate_secrets_keeps_old_tokens_for_the_overlap_then_refuses_them(kind_
         assert "todo.platform/jwt-rotated-at" in annotations
         # during the overlap: the old token still works on every pod (the rollout is over), new
         # tokens are signed with the new key
-        during = answers(client, old_token)
+        during = answers(kubectl, client, old_token)
         new_token = client.sign_in("after-rotation")
         print(
             f"--- overlap: old token (kid {old_kid}) {during}; new token kid {kid_of(new_token)} "
-            f"{answers(client, new_token)}"
+            f"{answers(kubectl, client, new_token)}"
         )
-        assert during == {"backend": 200, "audit": 200}
-        assert kid_of(new_token) == new_kid and answers(client, new_token) == {"backend": 200, "audit": 200}
+        assert during == ALL_OK
+        assert kid_of(new_token) == new_kid and answers(kubectl, client, new_token) == ALL_OK
 
         # a run once the overlap is over (here: ended at once) drops the previous key
         run(
@@ -409,10 +323,10 @@ def test_rotate_secrets_keeps_old_tokens_for_the_overlap_then_refuses_them(kind_
         assert "jwt-previous-secret" not in data and "todo.platform/jwt-rotated-at" not in annotations, (
             sorted(data)
         )
-        after = answers(client, old_token)
-        print(f"--- overlap over: old token {after}; new token {answers(client, new_token)}")
-        assert after == {"backend": 401, "audit": 401}
-        assert answers(client, new_token) == {"backend": 200, "audit": 200}
+        after = answers(kubectl, client, old_token)
+        print(f"--- overlap over: old token {after}; new token {answers(kubectl, client, new_token)}")
+        assert after == {"backend": [401], "audit": [401]}
+        assert answers(kubectl, client, new_token) == ALL_OK
     finally:
         # the inventory's key again, without an overlap: the cluster as the converge left it
         env["TODO_JWT_SECRET"] = original
