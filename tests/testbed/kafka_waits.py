@@ -32,9 +32,9 @@ def uncommitted(bootstrap: str, group: str, topic: str, ends: dict[int, int] | N
     not committed; partitions it is done with are left out."""
     ends = end_offsets(bootstrap, topic) if ends is None else ends
     request = [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in ends])]
-    result = (
-        AdminClient({"bootstrap.servers": bootstrap}).list_consumer_group_offsets(request)[group].result()
-    )
+    # The client must outlive the future: once it is collected, the future never completes.
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    result = admin.list_consumer_group_offsets(request, request_timeout=30)[group].result(timeout=60)
     # a partition never committed (offset -1001) counts from 0
     committed = {tp.partition: max(tp.offset, 0) for tp in result.topic_partitions}
     return {p: end - committed.get(p, 0) for p, end in ends.items() if committed.get(p, 0) < end}
