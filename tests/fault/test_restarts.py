@@ -75,8 +75,8 @@ async def run_with_fault(platform, fault) -> None:
     await asyncio.to_thread(fault)
     result = await load
     assert result.changes == 500
-    await settle(platform, result)
     try:
+        await settle(platform, result)
         check_invariants(platform.dsn, result)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{problem_lines(platform.log_dir)}") from None
