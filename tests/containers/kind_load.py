@@ -1,10 +1,13 @@
 """Load on the converged kind platform, driven as a user does: through ``kubectl port-forward``.
 
-* :func:`forwarded` forwards the backend, audit and sync Services to free loopback ports (kubectl
-  picks them: ``:80``) and gives their URLs as the E2E suite reads them (E2E_*_URL);
+* :func:`forward` forwards one Service or pod to a free loopback port (kubectl picks it);
+  :func:`forwarded` the backend, audit and sync Services, with their URLs as the E2E suite reads
+  them (E2E_*_URL);
 * :func:`run_e2e` runs the E2E suite (tests/e2e) once against them;
 * :class:`ApiLoad` keeps ``clients`` users creating and listing tasks on the backend until stopped
-  (each create publishes an event, so the consumers and their sidecars work too).
+  (each create publishes an event, so the consumers and their sidecars work too);
+* :class:`ServiceLoad` keeps a light load on the pods a Service lists as ready, as kube-proxy
+  spreads it (for a rollout, which a forward to the Service does not survive).
 
 A port-forward to a Service reaches one of its pods: extra replicas an HPA adds get no share of this
 load, which is enough to show the scale-out the hot pod causes and the scale-in after.
