@@ -96,6 +96,12 @@ def test_the_backup_and_restore_runbooks_run_their_jobs_and_restart_the_services
         (job,) = [j for j in jobs if j["metadata"]["name"].startswith("todo-db-restore-")]
         env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
         assert env["BACKUP_FILE"] == "latest"
+        # the restored schemas grant nothing: todo-migrate grants the service roles again, as the
+        # image the services run
+        (regrant,) = [j for j in jobs if j["metadata"]["name"].startswith("todo-migrate-restore-")]
+        container = regrant["spec"]["template"]["spec"]["containers"][0]
+        assert container["image"] == image
+        assert {e["name"] for e in container["env"]} >= {"DB_SERVICE_ROLE_PREFIX"}, container["env"]
         replicas = kube.kubectl("-n", "todo", "get", "deploy", "audit", "-o", "jsonpath={.spec.replicas}")
         assert replicas.stdout == "2"
 
