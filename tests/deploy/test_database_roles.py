@@ -124,6 +124,26 @@ def test_each_deployment_reads_only_its_own_role_on_an_external_database(tmp_pat
     assert_least_privilege(tmp_path, EXTERNAL_URL)
 
 
+def test_a_new_role_password_rolls_only_that_service(tmp_path: Path) -> None:
+    """The URL is read from a mounted file, which a changed Secret does not restart: the pod template
+    carries a keyed hash of it, so site.yml rolls the service whose password changed, and no other."""
+
+    def annotations(out: Path, passwords: dict[str, str]) -> dict[str, str]:
+        done = render_apps("kind", out, extra_vars={"apps_database_service_passwords": passwords})
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+        deployments, _, _ = rendered(out)
+        return {
+            name: d["spec"]["template"]["metadata"]["annotations"]["todo.platform/database-credentials"]
+            for name, d in deployments.items()
+        }
+
+    before = annotations(tmp_path / "before", GIVEN)
+    after = annotations(tmp_path / "after", {**GIVEN, "sync": "another-sync-password-0123456789"})
+    assert {n for n in before if before[n] != after[n]} == {"sync"}, (before, after)
+    assert annotations(tmp_path / "again", GIVEN) == before  # the same passwords: nothing rolls
+    assert not any(p in v for v in before.values() for p in GIVEN.values())
+
+
 def test_bad_role_settings_stop_the_preflight(tmp_path: Path) -> None:
     done = render_apps(
         "kind",
