@@ -144,6 +144,23 @@ def test_a_new_role_password_rolls_only_that_service(tmp_path: Path) -> None:
     assert not any(p in v for v in before.values() for p in GIVEN.values())
 
 
+def test_another_role_prefix_gets_a_migration_job_of_its_own(tmp_path: Path) -> None:
+    """The prefix is in the Job's pod template, which Kubernetes refuses to change (422): another
+    prefix must be another Job, which also creates the new roles."""
+    names = {}
+    for prefix in ("todo", "todostaging"):
+        out = tmp_path / prefix
+        done = render_apps(
+            "kind",
+            out,
+            extra_vars={"apps_database_service_passwords": GIVEN, "apps_database_role_prefix": prefix},
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+        _, job, _ = rendered(out)
+        names[prefix] = job["metadata"]["name"]
+    assert names["todo"] != names["todostaging"], names
+
+
 def test_bad_role_settings_stop_the_preflight(tmp_path: Path) -> None:
     done = render_apps(
         "kind",
