@@ -30,12 +30,21 @@ def is_ready(pod):
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
+def _owned_by_job(pod):
+    owners = _get(pod, "metadata", "ownerReferences", default=[]) or []
+    return any(o.get("kind") == "Job" for o in owners)
+
+
 def pods_not_ready(pods):
-    """Pods that should serve and do not, with the reason Kubernetes gives: name, phase, reason."""
+    """Pods that should serve and do not, with the reason Kubernetes gives: name, phase, reason.
+
+    A Job's pod (the nightly backup, a migration) runs to completion and never serves: while it
+    works it is not Ready, which is no fault, so it is left out; failed Jobs are ``jobs_failed``'s.
+    """
     found = []
     for pod in pods or []:
         phase = _get(pod, "status", "phase")
-        if phase == "Succeeded" or is_ready(pod):
+        if phase == "Succeeded" or _owned_by_job(pod) or is_ready(pod):
             continue
         conditions = {c.get("type"): c for c in _get(pod, "status", "conditions", default=[]) or []}
         ready, scheduled = conditions.get("Ready"), conditions.get("PodScheduled") or {}
@@ -46,6 +55,22 @@ def pods_not_ready(pods):
         else:
             reason = scheduled.get("reason") or "no Ready condition yet"
         found.append({"name": _get(pod, "metadata", "name"), "phase": phase, "reason": reason})
+    return found
+
+
+def jobs_failed(jobs):
+    """Jobs that gave up (their Failed condition is True): name, reason, message."""
+    found = []
+    for job in jobs or []:
+        for cond in _get(job, "status", "conditions", default=[]) or []:
+            if cond.get("type") == "Failed" and cond.get("status") == "True":
+                found.append(
+                    {
+                        "name": _get(job, "metadata", "name"),
+                        "reason": cond.get("reason") or "Failed",
+                        "message": cond.get("message") or "",
+                    }
+                )
     return found
 
 

@@ -19,6 +19,7 @@ from ansible_collections.todo.platform.plugins.module_utils.kafka_dlq import (
 from ansible_collections.todo.platform.plugins.module_utils.redact import REDACTED, Redactor
 from ansible_collections.todo.platform.plugins.module_utils.rollout import (
     RolloutFailed,
+    jobs_failed,
     pods_not_ready,
     rollout_state,
 )
@@ -79,6 +80,32 @@ def test_a_ready_condition_with_more_fields_than_type_and_status_still_counts():
         {"name": "b", "phase": "Running", "reason": "ContainersNotReady"},
         {"name": "c", "phase": "Running", "reason": "terminating"},
     ]
+
+
+def test_a_running_backup_pod_is_not_a_pod_that_fails_to_serve():
+    # CI met the nightly backup's pod mid-run (Pending, ContainersNotReady) and status failed on it
+    backup = pod("todo-db-backup-29942057-4sr92", False, reason="ContainersNotReady")
+    backup["metadata"]["ownerReferences"] = [{"kind": "Job", "name": "todo-db-backup-29942057"}]
+    backup["status"]["phase"] = "Pending"
+    stuck = pod("backend-1", False, reason="ContainersNotReady")
+    stuck["metadata"]["ownerReferences"] = [{"kind": "ReplicaSet", "name": "backend-abc"}]
+    assert pods_not_ready([backup, stuck]) == [
+        {"name": "backend-1", "phase": "Running", "reason": "ContainersNotReady"}
+    ]
+
+
+def test_only_jobs_that_gave_up_are_failed():
+    def job(name, *conditions):
+        return {"metadata": {"name": name}, "status": {"conditions": list(conditions)}}
+
+    gave_up = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "3 tries"}
+    assert jobs_failed(
+        [
+            job("todo-db-backup-1", {"type": "Complete", "status": "True"}),
+            job("todo-db-backup-2", gave_up),
+            job("todo-migrate-x"),
+        ]
+    ) == [{"name": "todo-db-backup-2", "reason": "BackoffLimitExceeded", "message": "3 tries"}]
 
 
 DEPLOYMENT = {
