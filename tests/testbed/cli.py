@@ -149,11 +149,11 @@ def cmd_env(_args: argparse.Namespace) -> int:
 def cmd_tools(args: argparse.Namespace) -> int:
     load_components()
     names = args.names or list(TOOLS)
-    unknown = [n for n in names if n not in TOOLS]
+    unknown = [n for n in [*names, *args.skip] if n not in TOOLS]
     if unknown:
         raise SystemExit(f"testbed: unknown tool(s) {', '.join(unknown)}; known: {', '.join(TOOLS)}")
     failed = 0
-    for name in names:
+    for name in (n for n in names if n not in args.skip):
         t0 = time.monotonic()
         try:
             result = TOOLS[name].ensure()
@@ -182,7 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="show what is up and whether it is healthy").set_defaults(func=cmd_status)
     sub.add_parser("env", help="print export lines with connection settings").set_defaults(func=cmd_env)
     tools = sub.add_parser("tools", help="install/build every tool into the cache ahead of time")
-    tools.add_argument("names", nargs="*")
+    tools.add_argument("names", nargs="*", help="the tools to make ready (default: all)")
+    tools.add_argument(
+        "--except", dest="skip", nargs="+", default=[], metavar="NAME", help="leave these tools out"
+    )
     tools.set_defaults(func=cmd_tools)
     args = parser.parse_args(argv)
     try:

@@ -162,6 +162,14 @@ class TodoPlatform:
         self.role_prefix = f"{database}_{uuid.uuid4().hex[:8]}"
         self.role_passwords = {package: uuid.uuid4().hex for package in PACKAGES}
         self.jwt_secret = TEST_JWT_SECRET
+        # Self-hosted daprd finds app ids by mDNS across the whole host, so a second platform on the
+        # host (another pytest session, e.g. CI's other lane) would answer invocations of "backend".
+        # This platform's backend has an app id of its own, and recurring-task asks that one
+        # (BACKEND_APP_ID); in a cluster the app id is the service name (docs/contracts.md).
+        self.backend_app_id = f"backend-{uuid.uuid4().hex[:8]}"
+
+    def app_id(self, service: str) -> str:
+        return self.backend_app_id if service == "backend" else service
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start_all(self) -> TodoPlatform:
@@ -336,7 +344,7 @@ class TodoPlatform:
 
     def _start_sidecar(self, key: str) -> None:
         self.daprd[key] = self.start_sidecar(
-            app_id=key.split("#")[0],
+            app_id=self.app_id(key.split("#")[0]),
             app_port=self.app_ports[key],
             resources_dir=self.resources_dir(key),
             app_api_token=TEST_APP_API_TOKEN,
@@ -360,6 +368,8 @@ class TodoPlatform:
         )
         if service == "notification":
             env.setdefault("REMINDER_POLL_SECONDS", "0.5")
+        if service == "recurring-task":
+            env["BACKEND_APP_ID"] = self.backend_app_id
         env.update(self.extra_env.get(service, {}))
         return env
 

@@ -19,6 +19,8 @@ from todo.recurring.recurrence import (
     parse_time,
 )
 
+#: The backend's Dapr app id (the recurring service's BACKEND_APP_ID setting; the default everywhere
+#: but the test bed, whose sessions each run their own backend on one host, docs/development.md).
 BACKEND_APP_ID = "backend"
 _log = get_logger("todo.recurring")
 
@@ -50,8 +52,9 @@ def plan_next(task: dict[str, Any], event_time: datetime | None) -> NextOccurren
 
 
 class RecurringTaskHandler:
-    def __init__(self, dapr: DaprClient) -> None:
+    def __init__(self, dapr: DaprClient, backend_app_id: str = BACKEND_APP_ID) -> None:
         self.dapr = dapr
+        self.backend_app_id = backend_app_id
 
     async def __call__(self, session: AsyncSession, event: CloudEvent) -> None:
         if event.type != TASK_EVENT_TYPES["completed"]:
@@ -68,7 +71,7 @@ class RecurringTaskHandler:
         body = {"due_at": rfc3339(planned.due_at), "series_anchor_at": rfc3339(planned.series_anchor_at)}
         try:
             response = await self.dapr.invoke(
-                BACKEND_APP_ID, f"/internal/tasks/{task_id}/next-occurrence", json=body
+                self.backend_app_id, f"/internal/tasks/{task_id}/next-occurrence", json=body
             )
         except DaprError as exc:
             raise BackendUnavailable(str(exc)) from None
