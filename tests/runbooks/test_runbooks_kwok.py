@@ -199,6 +199,15 @@ def test_rotate_secrets_replaces_every_credential_and_rolls_out(kube, deployed, 
         assert_only_new_pods_serve(kube, service, old_hashes[service])
         template = kget(kube, "deployment", service, "-n", "todo")["spec"]["template"]
         assert "todo.platform/secrets-checksum" in template["metadata"]["annotations"]
+        # the previous key leaves the Secret when the overlap ends; a pod of this template started
+        # after that must still start, so its projection is optional
+        sources = next(v for v in template["spec"]["volumes"] if v["name"] == "secrets")["projected"][
+            "sources"
+        ]
+        previous = [
+            s["secret"] for s in sources if "jwt-previous-secret" in str(s.get("secret", {}).get("items"))
+        ]
+        assert [p.get("optional") for p in previous] == [True], sources
 
     # the same values again: the checksums stay, the runbook rolls nothing out (a changed services
     # image would still roll out through the apps phase, so the ReplicaSets are not compared)

@@ -62,6 +62,18 @@ def test_bad_settings_fail_with_a_clear_message(tmp_path, monkeypatch):
         ServiceSettings()
 
 
+def test_a_previous_jwt_key_whose_file_is_gone_is_no_previous_key(tmp_path, monkeypatch):
+    # the overlap ended and the key left the Secret while a pod of the older template started
+    current = tmp_path / "jwt"
+    current.write_text("current-secret-of-32-characters-x\n")
+    monkeypatch.setenv("JWT_SECRET_FILE", str(current))
+    monkeypatch.setenv("JWT_PREVIOUS_SECRET_FILE", str(tmp_path / "jwt-previous-secret"))
+    monkeypatch.setenv("JWT_PREVIOUS_KEY_ID", "1")
+    settings = ServiceSettings()
+    assert settings.jwt_previous_secret is None
+    assert settings.jwt_secret.get_secret_value() == "current-secret-of-32-characters-x"
+
+
 def test_generated_ids_are_unique_lowercase_hex_of_w3c_length():
     import re
 

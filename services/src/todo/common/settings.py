@@ -16,6 +16,11 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from todo.common.auth import DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_KEY_ID
 
+#: Secrets whose file may be absent: the previous JWT key is mounted from an optional Secret key,
+#: which the deploy removes when the rotation's overlap ends; a pod of the older template started
+#: after that (a reschedule mid-rollout) then runs with the current key only.
+OPTIONAL_SECRET_FILES = frozenset({"jwt_previous_secret"})
+
 
 class FileSecretSource(PydanticBaseSettingsSource):
     """Reads ``<FIELD>_FILE`` for every field: the variable names a file whose content is the value."""
@@ -26,6 +31,10 @@ class FileSecretSource(PydanticBaseSettingsSource):
             return None, field_name, False
         try:
             text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError as exc:
+            if field_name in OPTIONAL_SECRET_FILES:
+                return None, field_name, False
+            raise ValueError(f"{field_name.upper()}_FILE names an unreadable file: {exc.strerror}") from None
         except OSError as exc:
             raise ValueError(f"{field_name.upper()}_FILE names an unreadable file: {exc.strerror}") from None
         return text.strip(), field_name, False
