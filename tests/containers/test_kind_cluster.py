@@ -5,7 +5,8 @@ The ``kind_cluster`` fixture (tests/testbed/pytest_plugin_kind.py) runs the pinn
 the test bed's Docker engine and waits for the node and CoreDNS to be Ready.  This test then loads the
 services image (services/Dockerfile, built on the Debian base made here) with ``kind load``, runs the
 backend in a namespace that enforces Pod Security ``restricted`` and reaches it the way a user would:
-``kubectl port-forward``.  CI stage: ``containers``.
+``kubectl port-forward``; a pod of that image resolves a Service's name through the cluster DNS.
+CI stage: ``containers``.
 """
 
 from __future__ import annotations
@@ -75,6 +76,43 @@ def test_the_node_runs_kubernetes_built_here(kind_cluster):
         "jsonpath={range .items[*]}{.spec.containers[0].image}{'\\n'}{end}",
     ).stdout.split()
     assert set(pods) <= set(preloaded_refs()), pods
+
+
+#: prints "<name> <address>" or "<name> error <why>" for each name (exit 0, so the test shows which failed)
+RESOLVE = """\
+import socket, sys
+for name in sys.argv[1:]:
+    try:
+        print(name, socket.gethostbyname(name))
+    except OSError as exc:
+        print(name, "error", exc)
+"""
+
+
+def test_a_pod_resolves_a_service_name_through_the_cluster_dns(kind_cluster, docker_engine):
+    """CoreDNS (built here with only the plugins of kubeadm's Corefile) answers a Service's name, the
+    short one through the pod's search path and the full one, with the Service's cluster IP."""
+    image = ensure_services_image(docker_engine.host)
+    kind_cluster.load_image(image)
+    cluster_ip = kind_cluster.kubectl(
+        "get", "service", "kubernetes", "-n", "default", "-o", "jsonpath={.spec.clusterIP}"
+    ).stdout.strip()
+    names = ("kubernetes", "kubernetes.default.svc.cluster.local")
+    kind_cluster.kubectl("-n", "default", "wait", "--for=create", "serviceaccount/default", "--timeout=120s")
+    kind_cluster.kubectl(
+        "run", "dns-check", "-n", "default", f"--image=docker.io/library/{image}",
+        "--image-pull-policy=Never", "--restart=Never", "--command", "--", "python", "-c", RESOLVE, *names,
+    )  # fmt: skip
+    try:
+        done = kind_cluster.kubectl(
+            "wait", "-n", "default", "--for=jsonpath={.status.phase}=Succeeded", "pod/dns-check",
+            "--timeout=180s", check=False, timeout=210,
+        )  # fmt: skip
+        answers = kind_cluster.kubectl("logs", "-n", "default", "dns-check", check=False).stdout
+        assert done.returncode == 0, f"{done.stderr}\n{answers}\n{kind_cluster.diagnostics()}"
+        assert answers.split("\n")[: len(names)] == [f"{name} {cluster_ip}" for name in names], answers
+    finally:
+        kind_cluster.kubectl("delete", "pod", "-n", "default", "dns-check", "--now", check=False)
 
 
 def test_a_restricted_pod_of_the_services_image_answers_through_port_forward(kind_cluster, docker_engine):

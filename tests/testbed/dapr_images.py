@@ -10,9 +10,10 @@ What an image holds, and why:
 
 * the binary at ``/<name>``, built by :mod:`testbed.gobuild` (tool ``dapr-control-plane``: the
   daprd wrapper module, ``CGO_ENABLED=0``, upstream's ``buildinfo.version`` and logger version
-  stamps, so each reports the version its tag names).  daprd is built with ``-tags
-  stablecomponents`` (upstream images use ``allcomponents``): the stable components, which include
-  everything this project uses (Kafka pub/sub, the Kubernetes secret store);
+  stamps, so each reports the version its tag names; its daprd is the host sidecar's too).  daprd
+  is built with ``-tags stablecomponents`` (upstream images use ``allcomponents``): the stable
+  components, which include everything this project uses (Kafka pub/sub, the Kubernetes secret
+  store);
 * the files upstream's base (distroless ``static:nonroot``) provides that these programs use:
   ``/etc/passwd`` and ``/etc/group`` with ``nonroot`` (65532), ``/etc/nsswitch.conf``, a CA bundle
   (the host's, as the Debian bases of :mod:`testbed.images` carry it), ``/tmp`` (1777) and
@@ -54,7 +55,7 @@ NAMES = ("daprd", "injector", "operator", "placement", "scheduler", "sentry")
 NONROOT = image_archive.NONROOT
 #: bump when what goes into an image changes in a way the key does not see
 RECIPE_VERSION = "1"
-TOOL = "dapr-control-plane"
+TOOL = gobuild.DAPR_TOOL
 
 
 def image_refs(registry: str = UPSTREAM_REGISTRY, tag: str = VERSION) -> list[str]:

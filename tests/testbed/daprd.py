@@ -1,7 +1,9 @@
 """daprd, the Dapr sidecar, run in self-hosted mode next to a test app.
 
 The binary is built from the Go module proxy at a pinned version (``testbed.gobuild``, wrapper module
-``tests/testbed/gomod/daprd``, ``-tags stablecomponents``).  One :class:`Daprd` is one sidecar:
+``tests/testbed/gomod/daprd``, ``-tags stablecomponents``); it is the daprd of the one Dapr build
+(tool ``dapr-control-plane``) that the images of a real cluster are made from too, so a cold
+machine builds Dapr once.  One :class:`Daprd` is one sidecar:
 
 * ``--mode standalone`` with no placement, scheduler or sentry (pub/sub, state, bindings and service
   invocation work; actors, jobs and workflows need the control plane and are out of scope);
@@ -51,7 +53,7 @@ _instance_numbers = itertools.count(1)
 
 def daprd_binary() -> Path:
     """The pinned daprd, built into the tool cache on first use (a cold build takes many minutes)."""
-    return gobuild.TOOLS["daprd"].binary("daprd")
+    return gobuild.TOOLS[gobuild.DAPR_TOOL].binary("daprd")
 
 
 class Daprd(Component):
@@ -204,7 +206,7 @@ class Daprd(Component):
             "grpc_port": self.grpc_port,
             "metrics_port": self.metrics_port,
             "resources_dir": str(self.resources_dir) if self.resources_dir else None,
-            "binary": str(gobuild.TOOLS["daprd"].bin_dir / "daprd"),
+            "binary": str(gobuild.TOOLS[gobuild.DAPR_TOOL].bin_dir / "daprd"),
             "version": gobuild.DAPR_VERSION,
         }
 

@@ -5,7 +5,8 @@ Every tool is built from a *wrapper module* committed under ``tests/testbed/gomo
 the upstream top-level ``replace`` directives where they matter (the go command ignores replace lines
 of dependencies, which is why a plain ``go install mod/cmd/x@v`` fails for Kubernetes and Dapr), and
 a ``go.sum`` that fixes every byte of every dependency.  Builds run with ``-mod=readonly``, so a build
-never silently re-resolves a dependency.
+never silently re-resolves a dependency.  The CoreDNS wrapper also holds the main package that is built
+(``main.go``: upstream's ``coremain`` with only the plugins our clusters' Corefile uses).
 
 Binaries land in the versioned tool cache (see :func:`testbed.core.ensure_cached`)::
 
@@ -21,7 +22,7 @@ Each build records how long it took in ``build.json`` next to ``bin/``.
 Command line (used by ``scripts/tools`` and handy by hand)::
 
     python -m testbed.gobuild list
-    python -m testbed.gobuild build kubernetes daprd kwok etcd
+    python -m testbed.gobuild build kubernetes dapr-control-plane kwok etcd
     python -m testbed.gobuild path kubernetes
 """
 
@@ -104,7 +105,7 @@ class GoTool:
         """Everything that decides the binaries: the pins (wrapper go.mod/go.sum) and the build's
         settings. It keys the tool's cache directory and the images the binaries go into."""
         wrapper = self.wrapper
-        return {
+        key = {
             "version": self.version,
             "module_version": self.upstream_version,
             "packages": list(self.packages),
@@ -115,6 +116,12 @@ class GoTool:
             "go.mod": hashlib.sha256((wrapper / "go.mod").read_bytes()).hexdigest(),
             "go.sum": hashlib.sha256((wrapper / "go.sum").read_bytes()).hexdigest(),
         }
+        # a main package of the wrapper's own (CoreDNS's plugin choice); only then in the key, so
+        # the keys of the tools without one stay what they were
+        sources = sorted(wrapper.glob("*.go"))
+        if sources:
+            key["sources"] = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sources}
+        return key
 
     @property
     def cache_version(self) -> str:
@@ -170,6 +177,8 @@ def _prometheus_common_ldflags(version: str) -> tuple[str, ...]:
 
 KUBERNETES_VERSION = "v1.36.3"
 DAPR_VERSION = "1.18.2"
+#: the tool that builds daprd and the Dapr control plane (see its entry in TOOLS)
+DAPR_TOOL = "dapr-control-plane"
 KWOK_VERSION = "v0.8.0"
 ETCD_VERSION = "v3.6.16"
 #: containerd for a Kubernetes node built here (kubelet 1.36 needs containerd 2.x; Debian ships 1.6)
@@ -227,19 +236,10 @@ TOOLS: dict[str, GoTool] = {
             purpose="kube-apiserver, kube-controller-manager, kube-scheduler for the kwok cluster",
         ),
         GoTool(
-            name="daprd",
-            version=DAPR_VERSION,
-            module_dir="daprd",
-            module="github.com/dapr/dapr",
-            packages=("github.com/dapr/dapr/cmd/daprd",),
-            tags=("stablecomponents",),
-            ldflags=(f"-X github.com/dapr/dapr/pkg/buildinfo.version={DAPR_VERSION}",),
-            purpose="the Dapr sidecar, run in self-hosted mode",
-        ),
-        GoTool(
-            # the Dapr chart's images (testbed.dapr_images): daprd is built again here so that all
-            # six carry upstream's version stamps (buildinfo and the logger's "ver" field)
-            name="dapr-control-plane",
+            # the one Dapr build: the six binaries of the chart's images (testbed.dapr_images) with
+            # upstream's version stamps (buildinfo and the logger's "ver" field), and its daprd is
+            # also the host sidecar (testbed.daprd). The name keeps the cache key it was built under.
+            name=DAPR_TOOL,
             version=DAPR_VERSION,
             module_dir="daprd",
             module="github.com/dapr/dapr",
@@ -252,7 +252,7 @@ TOOLS: dict[str, GoTool] = {
                 f"-X github.com/dapr/dapr/pkg/buildinfo.version={DAPR_VERSION}",
                 f"-X github.com/dapr/kit/logger.DaprVersion={DAPR_VERSION}",
             ),
-            purpose="daprd and the Dapr control plane for the images of a real cluster",
+            purpose="daprd (host sidecar and image) and the Dapr control plane for the images",
         ),
         GoTool(
             name="kwok",
@@ -339,8 +339,11 @@ TOOLS: dict[str, GoTool] = {
             version=COREDNS_VERSION,
             module_dir="coredns",
             module="github.com/coredns/coredns",
-            packages=("github.com/coredns/coredns",),
-            purpose="the CoreDNS kubeadm deploys, for the kind node image",
+            # CoreDNS at that version with only the plugins the clusters' Corefile uses: the
+            # wrapper's own main package (gomod/coredns/main.go), CoreDNS's documented custom build,
+            # as our Prometheus keeps only Kubernetes' service discovery; same image name and tag
+            packages=("local/testbed/coredns",),
+            purpose="the CoreDNS kubeadm deploys (its Corefile's plugins only), for the kind node image",
         ),
         GoTool(
             name="cri-tools",
@@ -574,8 +577,10 @@ def build_info(tool: GoTool | str) -> dict:
 
 # The test bed's own tools can be built ahead of time by `testbed tools` (CI does this first so the
 # build shows up as its own stage).
-for _name in ("kubernetes", "etcd", "kwok", "daprd"):
+for _name in ("kubernetes", "etcd", "kwok"):
     register_tool(_name, lambda _n=_name: ensure_built(_n))
+# the host sidecar is the daprd of the Dapr build the images use (one build for both)
+register_tool("daprd", lambda: ensure_built(DAPR_TOOL))
 # what the kind node image (tests/testbed/kind_node.py, CI stage containers) is assembled from
 for _name in ("kind", "containerd", "kubelet", "kubernetes-node", "etcd-kubeadm", "coredns", "cri-tools"):
     register_tool(_name, lambda _n=_name: ensure_built(_n))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
-from testbed import gobuild
+from testbed import dapr_images, gobuild
+from testbed.core import Run
 from testbed.daprd import Daprd, kafka_pubsub_component
 
 
@@ -20,7 +22,11 @@ def test_wrapper_module_pins_the_declared_version(tool):
     assert required, f"{spec.wrapper}/go.mod does not require {spec.module}"
     assert required.group(1).lstrip("v") == spec.upstream_version.lstrip("v")
     assert (spec.wrapper / "go.sum").is_file(), "a committed go.sum pins every dependency"
+    own = re.search(r"^module (\S+)$", gomod, re.M).group(1)
     for pkg in spec.packages:
+        if pkg == own:  # the wrapper's own main package (CoreDNS with a subset of its plugins)
+            assert (spec.wrapper / "main.go").is_file()
+            continue
         assert re.search(rf"^\s*(?:tool\s+)?{re.escape(pkg)}$", gomod, re.M), f"{pkg} is not a tool"
 
 
@@ -37,10 +43,34 @@ def test_kubernetes_build_stamps_the_version():
 
 
 def test_daprd_build_uses_the_stable_components_tag():
-    spec = gobuild.TOOLS["daprd"]
+    spec = gobuild.TOOLS[gobuild.DAPR_TOOL]
     cmd = gobuild.build_command(spec, Path("/out"))
     assert cmd[cmd.index("-tags") + 1] == "stablecomponents"
-    assert cmd[cmd.index("-o") + 1] == "/out/daprd"
+    assert "daprd" in spec.binaries
+
+
+def test_dapr_is_built_once_for_the_host_sidecar_and_the_images():
+    """A cold machine compiles and links github.com/dapr/dapr in one build: the host daprd is the
+    daprd of the build the images are made from."""
+    dapr_builds = [name for name, tool in gobuild.TOOLS.items() if tool.module == "github.com/dapr/dapr"]
+    assert dapr_builds == [gobuild.DAPR_TOOL]
+    assert dapr_images.TOOL == gobuild.DAPR_TOOL
+    assert Daprd(Run("unit-test"), "a", None, Path("/r")).info()["binary"] == str(
+        gobuild.TOOLS[gobuild.DAPR_TOOL].bin_dir / "daprd"
+    )
+
+
+def test_coredns_is_built_from_the_wrappers_main_package_and_keyed_by_it(tmp_path):
+    """The plugin choice lives in gomod/coredns/main.go; a change to it must build anew."""
+    spec = gobuild.TOOLS["coredns"]
+    assert spec.binaries == ["coredns"]
+    copy = tmp_path / "coredns"
+    shutil.copytree(spec.wrapper, copy)
+    moved = dataclasses.replace(spec, module_dir=str(copy))
+    assert moved.cache_version == spec.cache_version
+    main = copy / "main.go"
+    main.write_text(main.read_text().replace('\t_ "github.com/coredns/coredns/plugin/loop"\n', ""))
+    assert moved.cache_version != spec.cache_version
 
 
 def test_a_build_setting_change_gets_its_own_cache_directory():
@@ -95,8 +125,6 @@ def test_kafka_component_sasl_ssl_quotes_values_and_keeps_the_pem():
 
 
 def test_daprd_command_line(tmp_path):
-    from testbed.core import Run
-
     sidecar = Daprd(Run("unit-test"), "audit", 8001, tmp_path, max_request_size_mb=8)
     argv = sidecar.argv("daprd")
     opts = dict(zip(argv[1::2], argv[2::2], strict=False))
@@ -110,8 +138,6 @@ def test_daprd_command_line(tmp_path):
 
 
 def test_daprd_tokens_come_from_options_not_the_callers_shell(monkeypatch, tmp_path):
-    from testbed.core import Run
-
     monkeypatch.setenv("DAPR_API_TOKEN", "leaked")
     monkeypatch.setenv("APP_API_TOKEN", "leaked")
     plain = Daprd(Run("unit-test"), "a", None, tmp_path).process_env()
