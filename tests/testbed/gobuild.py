@@ -575,14 +575,16 @@ def build_info(tool: GoTool | str) -> dict:
         return {}
 
 
-# The test bed's own tools can be built ahead of time by `testbed tools` (CI does this first so the
-# build shows up as its own stage).
+# The test bed's own tools can be built ahead of time by `testbed tools` (CI's stages `tools` and
+# `images`, at the head of its two lanes, so a cold build shows up as stages of its own).
 for _name in ("kubernetes", "etcd", "kwok"):
     register_tool(_name, lambda _n=_name: ensure_built(_n))
 # the host sidecar is the daprd of the Dapr build the images use (one build for both)
 register_tool("daprd", lambda: ensure_built(DAPR_TOOL))
-# what the kind node image (tests/testbed/kind_node.py, CI stage containers) is assembled from
-for _name in ("kind", "containerd", "kubelet", "kubernetes-node", "etcd-kubeadm", "coredns", "cri-tools"):
+# what the kind node image (tests/testbed/kind_node.py, CI stage containers) is assembled from; the
+# Kubernetes builds last, so that on a cold cache they reuse the packages the `tools` stage compiled
+# for the kwok cluster meanwhile instead of compiling them a second time beside it
+for _name in ("kind", "containerd", "coredns", "cri-tools", "etcd-kubeadm", "kubelet", "kubernetes-node"):
     register_tool(_name, lambda _n=_name: ensure_built(_n))
 
 
