@@ -10,7 +10,8 @@ from prometheus_client import REGISTRY
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from todo.common.metrics import MetricsMiddleware
+from todo.common.metrics import HttpMetrics, MetricsMiddleware
+from todo.common.middleware import RequestContextMiddleware
 
 
 def _value(name: str, **labels: str) -> float:
@@ -47,3 +48,28 @@ def test_labelled_counters_start_at_zero_before_their_first_event():
     )
     out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout
     assert out.split() == ["0.0", "0.0"]
+
+
+async def test_request_context_middleware_records_the_metrics_it_is_given():
+    """The services record the HTTP metrics in the request-context layer (one clock, one status)."""
+    seen: list[float] = []
+
+    async def probe(_request):
+        seen.append(_value("todo_http_requests_in_flight", route="/context/{item}"))
+        return JSONResponse({}, status_code=409)
+
+    inner = Starlette(routes=[Route("/context/{item}", probe, methods=["DELETE"])])
+    app = RequestContextMiddleware(inner, metrics=HttpMetrics(inner.router))
+    labels = {"route": "/context/{item}", "method": "DELETE"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        for item in ("a", "b"):
+            response = await client.delete(f"/context/{item}", headers={"X-Request-ID": f"rid-{item}"})
+            assert response.status_code == 409 and response.headers["x-request-id"] == f"rid-{item}"
+        assert (await client.request("BREW", "/context/c")).status_code == 405
+    assert seen == [1.0, 1.0]
+    assert _value("todo_http_requests_in_flight", route="/context/{item}") == 0.0
+    assert _value("todo_http_requests_total", status="409", **labels) == 2
+    assert _value("todo_http_request_duration_seconds_count", **labels) == 2
+    assert _value("todo_http_request_duration_seconds_bucket", le="10.0", **labels) == 2
+    other = {"route": "/context/{item}", "method": "other", "status": "405"}
+    assert _value("todo_http_requests_total", **other) == 1  # any method token: one bounded label

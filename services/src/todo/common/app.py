@@ -16,7 +16,7 @@ from todo.common.db import Database, DatabaseTimeouts
 from todo.common.errors import install_error_handlers
 from todo.common.health import ReadinessCheck, add_health_routes, database_ready, sidecar_ready
 from todo.common.logging import configure_logging, get_logger
-from todo.common.metrics import MetricsMiddleware, metrics_endpoint
+from todo.common.metrics import HttpMetrics, metrics_endpoint
 from todo.common.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from todo.common.openapi import complete_responses
 from todo.common.settings import ServiceSettings
@@ -149,6 +149,5 @@ def _add_middleware(app: FastAPI, settings: ServiceSettings) -> None:
         app_token=settings.app_api_token.get_secret_value() if settings.app_api_token else None,
     )
     if settings.instrumentation:
-        # added last = outermost: the request context is bound before metrics and handlers run
-        app.add_middleware(MetricsMiddleware, router_app=app.router)
-        app.add_middleware(RequestContextMiddleware)
+        # added last = outermost: the request context is bound before handlers run
+        app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(app.router))

@@ -58,10 +58,16 @@ def _error_fields(event_dict: dict[str, Any]) -> None:
         event_dict["error"] = f"{type(error).__name__}: {error}"
 
 
+#: method name (structlog's or a stdlib record's lower-cased level name) -> its numeric level
+_METHOD_LEVELS = {name.lower(): number for name, number in _LEVELS.items()} | {
+    method: _LEVELS[level.upper()] for method, level in _LEVEL_NAMES.items()
+}
+
+
 def drop_below_level(_logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """Here rather than in structlog's level-filtering logger classes: loggers are cached on first
     use, and configure_logging may run again with another level (tests do)."""
-    if _LEVELS.get(_LEVEL_NAMES.get(method, method).upper(), logging.ERROR) < _min_level:
+    if _METHOD_LEVELS.get(method, logging.ERROR) < _min_level:
         raise structlog.DropEvent
     return event_dict
 

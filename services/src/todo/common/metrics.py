@@ -131,48 +131,74 @@ def _in_flight_count(route: str) -> list[int]:
     return count
 
 
-class MetricsMiddleware:
-    """Pure ASGI middleware: requests total, latency histogram and in-flight gauge per route template."""
+class RouteSeries:
+    """The labelled series of one route template and method, looked up once: prometheus_client's
+    labels() takes a lock and builds a key on every call."""
 
-    #: (method, path) -> route template; paths with ids make most entries, so the map is bounded.
-    _TEMPLATE_CACHE_SIZE = 2048
+    __slots__ = ("duration", "in_flight", "method", "requests", "route")
+
+    def __init__(self, route: str, method: str) -> None:
+        self.route, self.method = route, method
+        self.in_flight = _in_flight_count(route)
+        self.duration = HTTP_DURATION.labels(route, method)
+        self.requests: dict[int, Any] = {}  # status -> counter child
+
+    def started(self) -> None:
+        self.in_flight[0] += 1
+
+    def finished(self, status: int, seconds: float) -> None:
+        self.in_flight[0] -= 1
+        self.duration.observe(seconds)
+        requests = self.requests.get(status)
+        if requests is None:
+            requests = self.requests[status] = HTTP_REQUESTS.labels(self.route, self.method, str(status))
+        requests.inc()
+
+
+class HttpMetrics:
+    """Requests total, latency histogram and in-flight gauge per route template and method.
+
+    Recorded by RequestContextMiddleware when it is given one (the services: one layer times the
+    request and sees its status for the access line and the metrics alike), else by
+    MetricsMiddleware."""
+
+    #: (method, path) -> series; paths with ids make most entries, so the map is bounded.
+    _PATH_CACHE_SIZE = 2048
+
+    def __init__(self, router_app: Any = None) -> None:
+        self.router_app = router_app
+        self._by_path: dict[tuple[str, str], RouteSeries] = {}
+        self._by_route: dict[tuple[str, str], RouteSeries] = {}  # (template, method label) -> series
+
+    def series(self, scope: Scope) -> RouteSeries:
+        key = (scope["method"], scope["path"])
+        series = self._by_path.get(key)
+        if series is None:
+            route = route_template(self.router_app or scope.get("app"), scope)
+            method = key[0] if key[0] in _METHODS else "other"  # any token is a valid HTTP method
+            series = self._by_route.get((route, method))
+            if series is None:
+                series = self._by_route[(route, method)] = RouteSeries(route, method)
+            if len(self._by_path) >= self._PATH_CACHE_SIZE:
+                self._by_path.clear()
+            self._by_path[key] = series
+        return series
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware recording HttpMetrics, for an app without RequestContextMiddleware."""
 
     def __init__(self, app: ASGIApp, router_app: Any = None) -> None:
         self.app = app
-        self.router_app = router_app
-        self._templates: dict[tuple[str, str], str] = {}
-        # Labelled series by label values: prometheus_client's labels() takes a lock and builds a
-        # key on every call. Route templates and statuses are few, so these stay small.
-        self._timing: dict[tuple[str, str], tuple[list[int], Any]] = {}
-        self._counts: dict[tuple[str, str, int], Any] = {}
-
-    def _route(self, scope: Scope) -> str:
-        key = (scope["method"], scope["path"])
-        template = self._templates.get(key)
-        if template is None:
-            template = route_template(self.router_app or scope.get("app"), scope)
-            if len(self._templates) >= self._TEMPLATE_CACHE_SIZE:
-                self._templates.clear()
-            self._templates[key] = template
-        return template
+        self.metrics = HttpMetrics(router_app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route = self._route(scope)
-        method = scope["method"]
-        if method not in _METHODS:
-            method = "other"  # any token is a valid HTTP method: keep the label set bounded
-        timing = self._timing.get((route, method))
-        if timing is None:
-            timing = self._timing[(route, method)] = (
-                _in_flight_count(route),
-                HTTP_DURATION.labels(route, method),
-            )
-        in_flight, duration = timing
+        series = self.metrics.series(scope)
         status = 500
-        in_flight[0] += 1
+        series.started()
         start = time.perf_counter()
 
         async def send_wrapper(message: Message) -> None:
@@ -184,14 +210,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            in_flight[0] -= 1
-            duration.observe(time.perf_counter() - start)
-            requests = self._counts.get((route, method, status))
-            if requests is None:
-                requests = self._counts[(route, method, status)] = HTTP_REQUESTS.labels(
-                    route, method, str(status)
-                )
-            requests.inc()
+            series.finished(status, time.perf_counter() - start)
 
 
 async def metrics_endpoint(_request: Request) -> Response:

@@ -134,12 +134,17 @@ def redact_value(value: Any, depth: int = 0) -> Any:
     return value
 
 
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
 def redact_field(key: str, value: Any) -> Any:
     """One field of a log line: all of it if the key names a secret, else its secret-looking parts."""
     if is_secret_key(key) and value is not None:
         return REDACTED
     if isinstance(value, str):
         return redact_text(value)
+    if type(value) in _SCALARS:  # most fields: spares the Mapping check, a slow ABC look-up
+        return value
     if isinstance(value, Mapping | list | tuple):
         return redact_value(value)
     return value
