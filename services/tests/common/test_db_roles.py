@@ -121,3 +121,27 @@ def test_the_running_sync_service_cannot_update_tasks(todo_platform):
     assert sync_dsn != todo_platform.dsn, "the sync process connects as the owner"
     backend_refused = refused(todo_platform.service_env("backend")["DATABASE_URL"], UPDATE_TASKS)
     assert not backend_refused
+
+
+def test_a_migration_role_that_may_not_change_a_role_is_told_what_to_grant(pg):
+    # A managed database: the administrator made the service role, and the migration role lacks
+    # CREATEROLE (or, on PostgreSQL 16+, ADMIN OPTION on a role it did not create).
+    database, suffix = "svc_db_roles_denied", uuid.uuid4().hex[:8]
+    migrator, prefix, password = f"migrator_{suffix}", f"denied_{suffix}", uuid.uuid4().hex
+    pg.create_database(database)
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {migrator} LOGIN PASSWORD '{password}'")
+        conn.execute(f"GRANT CREATE ON DATABASE {database} TO {migrator}")
+        conn.execute(f"CREATE ROLE {prefix}_backend LOGIN")
+    try:
+        dsn = f"postgresql://{migrator}:{password}@{pg.host}:{pg.port}/{database}"
+        done = todo_migrate(dsn, DB_SERVICE_ROLE_PREFIX=prefix, DB_PASSWORD_BACKEND=uuid.uuid4().hex)
+        assert done.returncode == 1, done.stderr
+        assert f"may not set the password of database role {prefix}_backend" in done.stderr, done.stderr
+        assert f"GRANT {prefix}_backend TO {migrator} WITH ADMIN OPTION" in done.stderr, done.stderr
+        assert "SCRAM-SHA-256$" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    finally:
+        with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            conn.execute(f"DROP ROLE IF EXISTS {prefix}_backend")
+            conn.execute(f"DROP ROLE IF EXISTS {migrator}")

@@ -19,6 +19,7 @@ import os
 from collections.abc import Mapping
 
 from sqlalchemy import pool, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from todo.common.settings import async_database_url
@@ -74,7 +75,27 @@ async def ensure_login_role(conn: AsyncConnection, role: str, password: str | No
     verb = "ALTER" if await _role_exists(conn, role) else "CREATE"
     # DDL takes no bound parameters: the verifier is a literal (base64, '$' and ':' need no quoting),
     # passed as is to the driver (SQLAlchemy's text() would read ':...' as a parameter).
-    await conn.exec_driver_sql(f"{verb} ROLE {_ident(role)} LOGIN PASSWORD '{scram_verifier(password)}'")
+    statement = f"{verb} ROLE {_ident(role)} LOGIN PASSWORD '{scram_verifier(password)}'"
+    try:
+        await conn.exec_driver_sql(statement)
+    except DBAPIError as exc:
+        # SQLAlchemy's message quotes the statement, verifier included: only the server's reason
+        # goes on (a verifier lets anyone who reads the log guess the password offline).
+        raise ServiceRoleError(_refusal(conn, role, exc)) from None
+
+
+def _refusal(conn: AsyncConnection, role: str, exc: DBAPIError) -> str:
+    server = exc.orig.__cause__ if exc.orig is not None else None
+    reason = getattr(server, "message", None) or type(server or exc).__name__
+    if getattr(server, "sqlstate", None) != "42501":  # insufficient_privilege
+        return f"setting the password of database role {role} failed: {reason}"
+    migrator = conn.engine.url.username or "<migration role>"
+    return (
+        f"the migration role {migrator} may not set the password of database role {role} ({reason}): "
+        f"give it CREATEROLE, and on PostgreSQL 16+ also, for a role it did not create, "
+        f"GRANT {role} TO {migrator} WITH ADMIN OPTION; or create the role yourself and give the "
+        f"migration no DB_PASSWORD_<SERVICE> for it (docs/security.md)"
+    )
 
 
 async def grant_schema(conn: AsyncConnection, schema: str, role: str) -> None:
