@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,6 +29,9 @@ class RequestContextMiddleware:
         self.app = app
         self.access_log = access_log
         self.metrics = metrics
+        # The assembled logger, reused as structlog advises for frequent logging (the module's
+        # proxy assembles it on each call); taken at the first line, when logging is configured.
+        self._access_log: Any = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,7 +62,9 @@ class RequestContextMiddleware:
                 series.finished(status, elapsed_ns / 1e9)
             path = scope.get("path", "")
             if self.access_log and (path not in _QUIET_PATHS or status >= 400):
-                _access_log.info(
+                if self._access_log is None:
+                    self._access_log = _access_log.bind()
+                self._access_log.info(
                     "request",
                     method=scope.get("method", ""),
                     path=path,
