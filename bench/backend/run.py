@@ -3,7 +3,8 @@
 Compares, in one run on one machine:
   floor    bare FastAPI + asyncpg doing the same insert/select (bench/backend/floor_app.py)
   backend  the real backend (validation, JWT, outbox event in the same transaction, logging, metrics)
-  backend (instrumentation off)  the same with the metrics and request-log middleware disabled
+  backend (instrumentation off)  the same without the request-context middleware (request id, trace
+                                 context, access log and HTTP metrics)
   backend, default pool of 10    the first one with the service's default connection pool
 and prints ratios against the floor, plus the idle RSS of the backend process. Every other server
 gets ``--pool-size`` connections (default: one per client), so the figures measure request handling
@@ -373,10 +374,10 @@ def render(results: dict[str, dict], idle_rss: float, args: argparse.Namespace) 
         "on the pooled asyncpg connection, with no ORM object and none of SQLAlchemy's per-call",
         "execution layers. Lists run on an autocommit Core connection, built with SQLAlchemy Core per",
         'request (the filters vary) and validated as one page. "Instrumentation" is the request-context',
-        "middleware (request id, trace context, one JSON access-log line) plus the Prometheus",
-        "middleware. The outbox relay is off in this benchmark (no sidecar). The backend processes",
-        "start as `todo-service backend` does in production (heap settled, FastAPI's OpenTelemetry",
-        "hooks off); the floor runs with FastAPI's defaults.",
+        "middleware: request id, trace context, one JSON access-log line and the Prometheus HTTP",
+        "metrics, in one layer. The outbox relay is off in this benchmark (no sidecar). The backend",
+        "processes start as `todo-service backend` does in production (heap settled, FastAPI's",
+        "OpenTelemetry hooks off); the floor runs with FastAPI's defaults.",
         "Run with: `.venv/bin/python bench/backend/run.py --write-docs` (about three and a half minutes).",
     ]
     return "\n".join(lines)
