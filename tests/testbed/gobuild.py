@@ -468,24 +468,35 @@ def build_command(tool: GoTool, out_dir: Path) -> list[str]:
     return cmd + list(tool.packages)
 
 
-def _module_with_generated_files(tool: GoTool, tmp: Path) -> Path:
-    """A copy of the wrapper whose go.mod replaces the upstream module by a copy of its module
-    cache directory with ``tool.generated`` added; the wrapper's go.sum still pins every
-    dependency."""
+def module_source(tool: GoTool | str) -> Path:
+    """The source of a tool's upstream module at its pinned version in the Go module cache
+    (downloaded and checked against the wrapper's go.sum when missing), without building it: the
+    test bed reads files from it (kwok's stages, kind's node files, the pause program)."""
+    if isinstance(tool, str):
+        tool = TOOLS[tool]
     proc = subprocess.run(
         [go_binary(), "mod", "download", "-json", f"{tool.module}@{tool.upstream_version}"],
         cwd=tool.wrapper,
         env=go_env(),
         capture_output=True,
         text=True,
+        timeout=600,
         check=False,
     )
-    if proc.returncode != 0:
+    try:
+        return Path(json.loads(proc.stdout)["Dir"])
+    except (ValueError, KeyError):
         raise ComponentError(
             f"go mod download {tool.module}@{tool.upstream_version} failed: {proc.stdout}{proc.stderr}"
-        )
+        ) from None
+
+
+def _module_with_generated_files(tool: GoTool, tmp: Path) -> Path:
+    """A copy of the wrapper whose go.mod replaces the upstream module by a copy of its module
+    cache directory with ``tool.generated`` added; the wrapper's go.sum still pins every
+    dependency."""
     source = tmp / "upstream"
-    shutil.copytree(json.loads(proc.stdout)["Dir"], source)
+    shutil.copytree(module_source(tool), source)
     for path in [source, *source.rglob("*")]:
         path.chmod(path.stat().st_mode | 0o200)  # the module cache is read-only
     for relative, content in tool.generated.items():

@@ -64,7 +64,7 @@ from testbed.gobuild import (
     KUBEADM_ETCD_VERSION,
     KUBERNETES_VERSION,
     TOOLS,
-    ensure_built,
+    module_source,
 )
 from testbed.images import docker_cli, ensure_base_image, image_exists, recipe_key
 from testbed.monitoring_images import archive_image
@@ -347,30 +347,14 @@ rm -rf /opt/cni/bin && ln -s /usr/lib/cni /opt/cni/bin
 """
 
 
-def _module_dir(module: str, version: str) -> Path:
-    """A module's source in the Go module cache (the wrapper module's build downloaded it)."""
-    gomodcache = subprocess.run(
-        [shutil.which("go") or "go", "env", "GOMODCACHE"], capture_output=True, text=True, check=False
-    ).stdout.strip() or str(Path.home() / "go/pkg/mod")
-    return Path(gomodcache) / f"{module}@{version}"
-
-
 def kind_module_dir() -> Path:
     """kind's source, for its base files (entrypoint, units, containerd config)."""
-    ensure_built("kind")
-    path = _module_dir("sigs.k8s.io/kind", KIND_VERSION)
-    if not (path / "images/base/files").is_dir():
-        raise MissingTool(
-            f"sigs.k8s.io/kind@{KIND_VERSION} in the Go module cache",
-            f"cd tests/testbed/gomod/kind && go mod download sigs.k8s.io/kind@{KIND_VERSION}",
-        )
-    return path
+    return module_source("kind")
 
 
 def kubernetes_module_dir() -> Path:
-    """Kubernetes' source, for the pause program's C file."""
-    ensure_built("kubernetes-node")
-    return _module_dir("k8s.io/kubernetes", KUBERNETES_VERSION)
+    """Kubernetes' source, for the pause program's C file and kubeadm's constants."""
+    return module_source("kubernetes-node")
 
 
 def preloaded_refs() -> list[str]:

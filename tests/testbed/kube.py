@@ -150,27 +150,9 @@ KWOK_DEFAULT_STAGES = (
 OWN_STAGES = Path(__file__).resolve().parent / "kwok-stages"
 
 
-def kwok_module_dir() -> Path:
-    """The source of the pinned kwok module (Go module cache; downloaded and checked against the
-    wrapper's go.sum when missing)."""
-    wrapper = gobuild.TOOLS["kwok"].wrapper
-    proc = subprocess.run(
-        [gobuild.go_binary(), "mod", "download", "-json", f"sigs.k8s.io/kwok@{gobuild.KWOK_VERSION}"],
-        cwd=wrapper, env=gobuild.go_env(), capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    try:
-        directory = Path(json.loads(proc.stdout)["Dir"])
-    except (ValueError, KeyError):
-        raise ComponentError(
-            f"cannot find the source of sigs.k8s.io/kwok {gobuild.KWOK_VERSION} for its stages: "
-            f"{proc.stdout.strip()} {proc.stderr.strip()}"
-        ) from None
-    return directory
-
-
 def kwok_stages() -> str:
     """Every stage the kwok controller plays: kwok's defaults plus the test bed's own."""
-    source = kwok_module_dir()
+    source = gobuild.module_source("kwok")
     docs = [(source / rel).read_text() for rel in KWOK_DEFAULT_STAGES]
     docs += [path.read_text() for path in sorted(OWN_STAGES.glob("*.yaml"))]
     return "\n---\n".join(doc.strip() for doc in docs) + "\n"

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +52,7 @@ from pathlib import Path
 import yaml
 
 from testbed import gobuild, image_archive
-from testbed.core import ComponentError, ensure_cached, register_tool
+from testbed.core import ensure_cached, register_tool
 from testbed.image_archive import NOBODY, NONROOT
 
 #: bump when what goes into an image changes in a way the key does not see
@@ -222,23 +221,6 @@ def chart_image_refs(manifests: str) -> set[str]:
 # Building the archive
 
 
-def _module_dir(tool: gobuild.GoTool) -> Path:
-    """The upstream module's directory in the module cache (downloaded through the wrapper's go.sum)."""
-    done = subprocess.run(
-        [gobuild.go_binary(), "mod", "download", "-json", f"{tool.module}@{tool.upstream_version}"],
-        cwd=tool.wrapper,
-        env=gobuild.go_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise ComponentError(
-            f"go mod download {tool.module}@{tool.upstream_version} failed: {done.stdout}{done.stderr}"
-        )
-    return Path(json.loads(done.stdout)["Dir"])
-
-
 def _entries(image: Spec) -> list[image_archive.Entry]:
     tool = gobuild.TOOLS[image.tool]
     entries: list[image_archive.Entry] = []
@@ -248,7 +230,7 @@ def _entries(image: Spec) -> list[image_archive.Entry]:
     for directory, uid in image.directories.items():
         entries.append(image_archive.Entry(directory, 0o755, uid=uid))
     if image.module_files:
-        module = _module_dir(tool)
+        module = gobuild.module_source(tool)
         for inside, upstream in image.module_files.items():
             entries.append(image_archive.Entry(inside, 0o644, data=(module / upstream).read_bytes()))
     entries.append(image_archive.Entry(image.path, 0o755, source=gobuild.ensure_built(tool) / image.binary))
