@@ -20,9 +20,14 @@ from e2e_support import Endpoints, User
 
 @pytest.fixture(scope="session")
 def endpoints(request) -> Endpoints:
-    env = {k: os.environ.get(f"E2E_{k.upper()}_URL") for k in ("backend", "audit", "sync")}
+    # named in full, so that a search for a variable finds where it is read
+    env = {
+        "backend": os.environ.get("E2E_BACKEND_URL"),
+        "audit": os.environ.get("E2E_AUDIT_URL"),
+        "sync": os.environ.get("E2E_SYNC_URL"),
+    }
     if all(env.values()):
-        return Endpoints(**{k: v.rstrip("/") for k, v in env.items()})
+        return Endpoints(**{k: v.rstrip("/") for k, v in env.items() if v})
     if any(env.values()):
         missing = ", ".join(f"E2E_{k.upper()}_URL" for k, v in env.items() if not v)
         raise pytest.UsageError(f"set all three E2E_*_URL variables (missing {missing})")
