@@ -6,9 +6,10 @@ Compares, in one run on one machine:
   backend (instrumentation off)  the same without the request-context middleware (request id, trace
                                  context, access log and HTTP metrics)
   backend, default pool of 10    the first one with the service's default connection pool
-and prints ratios against the floor, plus the idle RSS of the backend process. Every other server
-gets ``--pool-size`` connections (default: one per client), so the figures measure request handling
-rather than waiting for a pooled connection.
+and prints ratios against the floor, each server's CPU time per request (read from /proc around
+each window, so it holds on a busy machine better than throughput does) and the idle RSS of the
+backend process. Every other server gets ``--pool-size`` connections (default: one per client), so
+the figures measure request handling rather than waiting for a pooled connection.
 
 The servers run side by side but are loaded one at a time, in short windows that take turns
 (``--rounds`` rounds, the order rotating each round), so a slow spell of this shared machine falls
@@ -55,6 +56,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     text = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"VmRSS:\s+(\d+)", text).group(1)) / 1024
@@ -93,6 +100,8 @@ class Server:
 async def _request(reader, writer, raw: bytes) -> int:
     writer.write(raw)
     status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionResetError("the server closed the connection")
     length = 0
     while True:
         line = await reader.readline()
@@ -174,11 +183,13 @@ async def _json(port: int, method: str, path: str, body: dict) -> dict:
 
 
 def _pooled(parts: list[dict]) -> dict:
-    """One measurement from several windows: requests over total time, percentiles of all latencies."""
+    """One measurement from several windows: requests over total time, percentiles of all latencies,
+    the server's CPU time per request."""
     latencies = sorted(x for p in parts for x in p["latencies"])
     elapsed = sum(p["elapsed"] for p in parts)
     return {
         "rps": len(latencies) / elapsed,
+        "cpu_ms": sum(p["cpu"] for p in parts) / len(latencies) * 1000,
         "p50_ms": statistics.median(latencies) * 1000,
         "p95_ms": latencies[int(len(latencies) * 0.95) - 1] * 1000,
         "errors": sum(p["errors"] for p in parts),
@@ -198,21 +209,23 @@ OPERATIONS = {
 
 
 async def interleaved(
-    servers: dict[str, tuple[int, str | None]], clients: int, seconds: float, rounds: int
+    servers: dict[str, tuple[int, str | None, int]], clients: int, seconds: float, rounds: int
 ) -> dict[str, dict]:
-    """Each operation on each server for ``seconds`` in all, as ``rounds`` windows taking turns."""
+    """Each operation on each server (port, token, pid) for ``seconds`` in all, as ``rounds`` windows
+    taking turns; the server's CPU time is read around each window."""
     results: dict[str, dict] = {name: {} for name in servers}
     names = list(servers)
     for op, (method, path, body, expect) in OPERATIONS.items():
-        for port, token in servers.values():  # warm-up
+        for port, token, _ in servers.values():  # warm-up
             await load(port, method, path, token, body, clients, 1.0, expect)
         parts: dict[str, list[dict]] = {name: [] for name in names}
         for r in range(rounds):
             for name in names[r % len(names) :] + names[: r % len(names)]:
-                port, token = servers[name]
-                parts[name].append(
-                    await load(port, method, path, token, body, clients, seconds / rounds, expect)
-                )
+                port, token, pid = servers[name]
+                cpu_before = cpu_seconds(pid)
+                part = await load(port, method, path, token, body, clients, seconds / rounds, expect)
+                part["cpu"] = cpu_seconds(pid) - cpu_before
+                parts[name].append(part)
         for name in names:
             results[name][op] = _pooled(parts[name])
     return results
@@ -296,15 +309,15 @@ def main() -> None:
         for spec in args.compare:
             name, _, source = spec.partition("=")
             servers.append(backend(f"backend-{name}", True, pool_size, source))
-            compared[f"backend ({name})"] = (servers[-1].port, token)
+            compared[f"backend ({name})"] = (servers[-1].port, token, servers[-1].proc.pid)
         results = asyncio.run(
             interleaved(
                 {
-                    "backend": (instrumented.port, token),
-                    "backend (instrumentation off)": (plain.port, token),
-                    DEFAULT_POOL_ROW: (default_pool.port, token),
+                    "backend": (instrumented.port, token, instrumented.proc.pid),
+                    "backend (instrumentation off)": (plain.port, token, plain.proc.pid),
+                    DEFAULT_POOL_ROW: (default_pool.port, token, default_pool.proc.pid),
                     **compared,
-                    "floor": (floor.port, None),
+                    "floor": (floor.port, None, floor.proc.pid),
                 },
                 args.clients,
                 args.seconds,
@@ -334,14 +347,15 @@ def render(results: dict[str, dict], idle_rss: float, args: argparse.Namespace) 
         f"{os.getloadavg()[0]:.1f} at the end of the run: other work on the machine skews absolute "
         "numbers).",
         "",
-        "| server | create req/s | create p95 ms | list req/s | list p95 ms | errors |",
-        "|---|---|---|---|---|---|",
+        "| server | create req/s | create p95 ms | create CPU ms/req | list req/s | list p95 ms "
+        "| list CPU ms/req | errors |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         c, li = r["create"], r["list"]
         lines.append(
-            f"| {name} | {c['rps']:.0f} | {c['p95_ms']:.1f} | {li['rps']:.0f} | {li['p95_ms']:.1f} "
-            f"| {c['errors'] + li['errors']} |"
+            f"| {name} | {c['rps']:.0f} | {c['p95_ms']:.1f} | {c['cpu_ms']:.3f} | {li['rps']:.0f} "
+            f"| {li['p95_ms']:.1f} | {li['cpu_ms']:.3f} | {c['errors'] + li['errors']} |"
         )
     be, off = results["backend"], results["backend (instrumentation off)"]
     lines += [
@@ -353,6 +367,10 @@ def render(results: dict[str, dict], idle_rss: float, args: argparse.Namespace) 
         f"| create throughput instrumented / not | {be['create']['rps'] / off['create']['rps']:.2f} "
         "| ≥ 0.9 |",
         f"| list throughput instrumented / not | {be['list']['rps'] / off['list']['rps']:.2f} | ≥ 0.9 |",
+        f"| create server CPU per request, not / instrumented | "
+        f"{off['create']['cpu_ms'] / be['create']['cpu_ms']:.2f} | – |",
+        f"| list server CPU per request, not / instrumented | "
+        f"{off['list']['cpu_ms'] / be['list']['cpu_ms']:.2f} | – |",
         f"| create p95 (backend) | {be['create']['p95_ms']:.1f} ms | ≤ 50 ms |",
         f"| create p95 ({DEFAULT_POOL_ROW}) | {results[DEFAULT_POOL_ROW]['create']['p95_ms']:.1f} ms | – |",
         f"| idle RSS of the backend process | {idle_rss:.0f} MB | ≤ 120 MB |",

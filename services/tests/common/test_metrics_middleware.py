@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from todo.common.metrics import HttpMetrics, MetricsMiddleware
+from todo.common.metrics import HttpMetrics
 from todo.common.middleware import RequestContextMiddleware
 
 
@@ -26,7 +26,7 @@ async def test_in_flight_counts_the_requests_being_handled_and_the_rest_is_recor
         return JSONResponse({}, status_code=202)
 
     inner = Starlette(routes=[Route("/probe/{item}", probe, methods=["PUT"])])
-    app = MetricsMiddleware(inner, router_app=inner.router)
+    app = RequestContextMiddleware(inner, access_log=False, metrics=HttpMetrics(inner.router))
     labels = {"route": "/probe/{item}", "method": "PUT"}
     requests_before = _value("todo_http_requests_total", status="202", **labels)
     observed_before = _value("todo_http_request_duration_seconds_count", **labels)

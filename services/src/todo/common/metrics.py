@@ -1,18 +1,17 @@
-"""Every Prometheus metric of docs/contracts.md, defined once for all services, and the HTTP middleware.
+"""Every Prometheus metric of docs/contracts.md, defined once for all services, and the HTTP series.
 
 No label ever holds a user, task, event or request id. ``route`` is the route template.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _EVENT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -158,9 +157,8 @@ class RouteSeries:
 class HttpMetrics:
     """Requests total, latency histogram and in-flight gauge per route template and method.
 
-    Recorded by RequestContextMiddleware when it is given one (the services: one layer times the
-    request and sees its status for the access line and the metrics alike), else by
-    MetricsMiddleware."""
+    Recorded by RequestContextMiddleware when it is given one: one layer times the request and sees
+    its status for the access line and the metrics alike (``access_log=False`` for metrics alone)."""
 
     #: (method, path) -> series; paths with ids make most entries, so the map is bounded.
     _PATH_CACHE_SIZE = 2048
@@ -183,34 +181,6 @@ class HttpMetrics:
                 self._by_path.clear()
             self._by_path[key] = series
         return series
-
-
-class MetricsMiddleware:
-    """Pure ASGI middleware recording HttpMetrics, for an app without RequestContextMiddleware."""
-
-    def __init__(self, app: ASGIApp, router_app: Any = None) -> None:
-        self.app = app
-        self.metrics = HttpMetrics(router_app)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        series = self.metrics.series(scope)
-        status = 500
-        series.started()
-        start = time.perf_counter()
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            series.finished(status, time.perf_counter() - start)
 
 
 async def metrics_endpoint(_request: Request) -> Response:
