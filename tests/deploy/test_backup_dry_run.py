@@ -76,10 +76,24 @@ def test_the_backup_and_restore_runbooks_run_their_jobs_and_restart_the_services
                  "template": {"metadata": {"labels": labels},
                               "spec": {"containers": [{"name": "audit", "image": image}]}}},
     }  # fmt: skip
+    # the completed migration Job of an earlier deploy: once the re-grant Job has completed, the
+    # apps role's migrate tasks remove it, as after a deploy
+    earlier = {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "todo-migrate-earlier", "namespace": "todo",
+                     "labels": {"app.kubernetes.io/name": "todo-migrate",
+                                "app.kubernetes.io/part-of": "todo-platform"}},
+        "spec": {"template": {"spec": {"restartPolicy": "Never",
+                                       "containers": [{"name": "migrate", "image": image}]}}},
+    }  # fmt: skip
     manifest = tmp_path / "audit.json"
-    manifest.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": [storage_class, service]}))
+    manifest.write_text(
+        json.dumps({"apiVersion": "v1", "kind": "List", "items": [storage_class, service, earlier]})
+    )
     try:
         kube.kubectl("apply", "-f", str(manifest))
+        kube.kubectl("-n", "todo", "wait", "--for=condition=Complete", "job/todo-migrate-earlier",
+                     "--timeout=100s")  # fmt: skip
         phase = dry_run(kube, "kind", tmp_path, playbook="playbooks/backup.yml", check=False)
         assert phase.returncode == 0, phase.stdout[-3000:]
         backup = dry_run(kube, "kind", tmp_path, {"backup_run_timeout": 120},
@@ -88,7 +102,15 @@ def test_the_backup_and_restore_runbooks_run_their_jobs_and_restart_the_services
         jobs = json.loads(kube.kubectl("-n", "todo", "get", "jobs", "-o", "json").stdout)["items"]
         assert any(j["metadata"]["name"].startswith("todo-db-backup-manual-") for j in jobs), jobs
 
-        restore = dry_run(kube, "kind", tmp_path, {"backup_file": "latest", "backup_wait_timeout": 120},
+        # restore.yml names its re-grant Job from the clock, so the name changed when a second passed
+        # between applying the Job and waiting for it: the wait found no Job, waited out its 600 s
+        # and passed (CI's cold runs). Here the name changes at every use, and the wait is short.
+        regrant_name = {
+            "_apps_migrate_job": "todo-migrate-restore-{{ 99999999 | random }}",
+            "apps_wait_timeout": 60,
+        }
+        restore = dry_run(kube, "kind", tmp_path,
+                          {"backup_file": "latest", "backup_wait_timeout": 120, **regrant_name},
                           playbook="playbooks/runbooks/restore.yml", check=False)  # fmt: skip
         assert restore.returncode == 0, restore.stdout[-5000:]
         assert "Scale every service to zero" in restore.stdout
@@ -99,6 +121,7 @@ def test_the_backup_and_restore_runbooks_run_their_jobs_and_restart_the_services
         # the restored schemas grant nothing: todo-migrate grants the service roles again, as the
         # image the services run
         (regrant,) = [j for j in jobs if j["metadata"]["name"].startswith("todo-migrate-restore-")]
+        assert not [j for j in jobs if j["metadata"]["name"] == "todo-migrate-earlier"], "not removed"
         container = regrant["spec"]["template"]["spec"]["containers"][0]
         assert container["image"] == image
         assert {e["name"] for e in container["env"]} >= {"DB_SERVICE_ROLE_PREFIX"}, container["env"]
