@@ -7,8 +7,9 @@ baselines measured in the same run:
             of writing the same dict with orjson, and against plain stdlib logging;
             compared with the target of 10,000 lines per minute.
   requests  CPU per request of a route through RequestContextMiddleware (with the HTTP metrics and
-            without, with its access line and without) against the bare Starlette router, driven as direct ASGI
-            calls (no sockets, so the middleware's share is not diluted by the network).
+            without, with its access line and without) against the bare Starlette router, driven
+            as direct ASGI calls (no sockets, so the middleware's share is not diluted by the
+            network).
   scrape    CPU of one /metrics exposition with the series a busy service has.
 
 Usage (from the repo root, ~30 s): .venv/bin/python bench/observability/run.py [--lines 40000]
