@@ -56,12 +56,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time the process has used (``/proc/<pid>/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def rss_mb(pid: int) -> float:
     text = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"VmRSS:\s+(\d+)", text).group(1)) / 1024
@@ -213,6 +207,8 @@ async def interleaved(
 ) -> dict[str, dict]:
     """Each operation on each server (port, token, pid) for ``seconds`` in all, as ``rounds`` windows
     taking turns; the server's CPU time is read around each window."""
+    from testbed.core import process_cpu_seconds
+
     results: dict[str, dict] = {name: {} for name in servers}
     names = list(servers)
     for op, (method, path, body, expect) in OPERATIONS.items():
@@ -222,9 +218,9 @@ async def interleaved(
         for r in range(rounds):
             for name in names[r % len(names) :] + names[: r % len(names)]:
                 port, token, pid = servers[name]
-                cpu_before = cpu_seconds(pid)
+                cpu_before = process_cpu_seconds(pid)
                 part = await load(port, method, path, token, body, clients, seconds / rounds, expect)
-                part["cpu"] = cpu_seconds(pid) - cpu_before
+                part["cpu"] = process_cpu_seconds(pid) - cpu_before
                 parts[name].append(part)
         for name in names:
             results[name][op] = _pooled(parts[name])

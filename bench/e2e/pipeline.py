@@ -135,23 +135,23 @@ def sample_queues(dsn: str, user_id: str, samples: list[dict], stop: threading.E
 
 # -- where the CPU goes ---------------------------------------------------------------------------------
 
-_TICKS = __import__("os").sysconf("SC_CLK_TCK")
-
 
 def cpu_by_process() -> dict[str, float]:
     """CPU seconds (user + system) used so far by each process on the machine, grouped by a short
     name: ``todo-service backend``, ``daprd backend``, ``kafka``, ``postgres``, ... Read from /proc."""
+    from testbed.core import process_cpu_seconds
+
     totals: dict[str, float] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
-            stat = (entry / "stat").read_text()
         except OSError:
             continue  # exited meanwhile
-        fields = stat.rsplit(")", 1)[1].split()
-        seconds = (int(fields[11]) + int(fields[12])) / _TICKS
+        seconds = process_cpu_seconds(int(entry.name))
+        if seconds is None:
+            continue  # exited meanwhile
         group = _process_group([a.decode(errors="replace") for a in argv if a])
         totals[group] = totals.get(group, 0.0) + seconds
     return totals

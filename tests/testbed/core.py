@@ -221,6 +221,19 @@ def process_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time ``pid`` has used so far (benchmarks), or None if it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rfind(")") + 2 :].split()  # from field 3 (state): utime is 14, stime 15
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
 def pid_alive(pid: int, start_time: int | None = None) -> bool:
     current = process_start_time(pid)
     return current is not None and (start_time is None or current == start_time)
