@@ -13,11 +13,14 @@ the figures measure request handling rather than waiting for a pooled connection
 
 The servers run side by side but are loaded one at a time, in short windows that take turns
 (``--rounds`` rounds, the order rotating each round), so a slow spell of this shared machine falls
-on all of them alike instead of on whichever server happened to run then.
+on all of them alike instead of on whichever server happened to run then. Each backend row runs as
+``--instances`` processes that take the row's windows in turn: two processes of the same code
+differ by a few per cent here (docs/performance.md), so one process per row makes a ratio of
+two rows partly a draw.
 
 Usage (from the repo root, takes about three and a half minutes):
-  .venv/bin/python bench/backend/run.py [--seconds 12] [--rounds 6] [--clients 32] [--pool-size N]
-      [--compare NAME=SRC ...] [--write-docs]
+  .venv/bin/python bench/backend/run.py [--seconds 12] [--rounds 6] [--instances 2] [--clients 32]
+      [--pool-size N] [--compare NAME=SRC ...] [--write-docs]
 ``--compare`` adds a server running the services' source in SRC (a directory holding ``todo``, e.g.
 an export of another commit's ``services/src``) to the same rotation, and prints its throughput
 against the others': two versions of the code measured side by side in one run.
@@ -203,21 +206,22 @@ OPERATIONS = {
 
 
 async def interleaved(
-    servers: dict[str, tuple[int, str | None, int]], clients: int, seconds: float, rounds: int
+    servers: dict[str, list[tuple[int, str | None, int]]], clients: int, seconds: float, rounds: int
 ) -> dict[str, dict]:
-    """Each operation on each server (port, token, pid) for ``seconds`` in all, as ``rounds`` windows
-    taking turns; the server's CPU time is read around each window."""
+    """Each operation on each row for ``seconds`` in all, as ``rounds`` windows taking turns; a row's
+    windows go to its server processes (port, token, pid) in turn, and each process's CPU time is
+    read around each of its windows."""
     from testbed.core import process_cpu_seconds
 
     results: dict[str, dict] = {name: {} for name in servers}
     names = list(servers)
     for op, (method, path, body, expect) in OPERATIONS.items():
-        for port, token, _ in servers.values():  # warm-up
-            await load(port, method, path, token, body, clients, 1.0, expect)
+        for port, token, _ in (instance for instances in servers.values() for instance in instances):
+            await load(port, method, path, token, body, clients, 1.0, expect)  # warm-up
         parts: dict[str, list[dict]] = {name: [] for name in names}
         for r in range(rounds):
             for name in names[r % len(names) :] + names[: r % len(names)]:
-                port, token, pid = servers[name]
+                port, token, pid = servers[name][r % len(servers[name])]
                 cpu_before = process_cpu_seconds(pid)
                 part = await load(port, method, path, token, body, clients, seconds / rounds, expect)
                 part["cpu"] = process_cpu_seconds(pid) - cpu_before
@@ -231,6 +235,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=12.0, help="per server and operation, in all")
     parser.add_argument("--rounds", type=int, default=6, help="windows per server and operation")
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=2,
+        help="processes per backend row, taking its windows in turn (one process's layout moves its figures)",
+    )
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument(
         "--pool-size",
@@ -247,6 +257,10 @@ def main() -> None:
     )
     parser.add_argument("--write-docs", action="store_true", help="update docs/performance.md")
     args = parser.parse_args()
+    if not 1 <= args.instances <= args.rounds:
+        parser.error(
+            f"--instances must be between 1 and --rounds ({args.rounds}): each process needs a window"
+        )
     pool_size = args.pool_size or args.clients
 
     from testbed.core import Run, acquire
@@ -267,30 +281,33 @@ def main() -> None:
             "APP_API_TOKEN": "bench-app-token-" + "x" * 16,
         }
 
-        def backend(name: str, instrumentation: bool, pool: int, source: str | None = None) -> Server:
-            port = free_port()
-            env = {
-                **common_env,
-                "PORT": str(port),
-                "INSTRUMENTATION": str(instrumentation).lower(),
-                "DB_POOL_SIZE": str(pool),
-                **({"PYTHONPATH": str(Path(source).resolve())} if source else {}),
-            }
-            return Server(name, [str(Path(PY).parent / "todo-service"), "backend"], env, port, ROOT)
+        def backend(name: str, instrumentation: bool, pool: int, source: str | None = None) -> list[Server]:
+            """``--instances`` processes of one row (started one by one, so no two share a port)."""
+            started = []
+            for instance in range(args.instances):
+                port = free_port()
+                env = {
+                    **common_env,
+                    "PORT": str(port),
+                    "INSTRUMENTATION": str(instrumentation).lower(),
+                    "DB_POOL_SIZE": str(pool),
+                    **({"PYTHONPATH": str(Path(source).resolve())} if source else {}),
+                }
+                argv = [str(Path(PY).parent / "todo-service"), "backend"]
+                started.append(Server(f"{name}-{instance}", argv, env, port, ROOT))
+                servers.append(started[-1])
+            return started
 
         instrumented = backend("backend", True, pool_size)
-        servers.append(instrumented)
         account = {"email": "bench@example.com", "password": "bench-password"}
-        asyncio.run(_json(instrumented.port, "POST", "/api/auth/register", account))
-        login = asyncio.run(_json(instrumented.port, "POST", "/api/auth/login", account))
+        asyncio.run(_json(instrumented[0].port, "POST", "/api/auth/register", account))
+        login = asyncio.run(_json(instrumented[0].port, "POST", "/api/auth/login", account))
         token, user_id = login["access_token"], login["user_id"]
         time.sleep(2.0)
-        idle_rss = rss_mb(instrumented.proc.pid)
+        idle_rss = rss_mb(instrumented[0].proc.pid)
 
         plain = backend("backend-noinstr", False, pool_size)
-        servers.append(plain)
         default_pool = backend("backend-default-pool", True, DEFAULT_POOL_SIZE)
-        servers.append(default_pool)
         port = free_port()
         floor = Server(
             "floor",
@@ -304,16 +321,19 @@ def main() -> None:
         compared = {}
         for spec in args.compare:
             name, _, source = spec.partition("=")
-            servers.append(backend(f"backend-{name}", True, pool_size, source))
-            compared[f"backend ({name})"] = (servers[-1].port, token, servers[-1].proc.pid)
+            compared[f"backend ({name})"] = backend(f"backend-{name}", True, pool_size, source)
+
+        def row(instances: list[Server], token: str | None) -> list[tuple[int, str | None, int]]:
+            return [(srv.port, token, srv.proc.pid) for srv in instances]
+
         results = asyncio.run(
             interleaved(
                 {
-                    "backend": (instrumented.port, token, instrumented.proc.pid),
-                    "backend (instrumentation off)": (plain.port, token, plain.proc.pid),
-                    DEFAULT_POOL_ROW: (default_pool.port, token, default_pool.proc.pid),
-                    **compared,
-                    "floor": (floor.port, None, floor.proc.pid),
+                    "backend": row(instrumented, token),
+                    "backend (instrumentation off)": row(plain, token),
+                    DEFAULT_POOL_ROW: row(default_pool, token),
+                    **{name: row(instances, token) for name, instances in compared.items()},
+                    "floor": row([floor], None),
                 },
                 args.clients,
                 args.seconds,
@@ -337,7 +357,8 @@ def render(results: dict[str, dict], idle_rss: float, args: argparse.Namespace) 
     lines = [
         f"Measured by `bench/backend/run.py` ({args.clients} concurrent keep-alive clients, "
         f"{args.seconds:g} s per server and operation in {args.rounds} windows taking turns, one "
-        "server loaded at a time, one uvicorn worker each, "
+        f"server loaded at a time, one uvicorn worker each, {args.instances} processes per backend row "
+        "taking its windows in turn, "
         f"{args.pool_size or args.clients} database connections each unless the row says otherwise; "
         f"{os.cpu_count()} CPUs shared with PostgreSQL and the load generator; load average "
         f"{os.getloadavg()[0]:.1f} at the end of the run: other work on the machine skews absolute "

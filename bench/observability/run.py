@@ -158,9 +158,10 @@ def bench_scrape() -> tuple[float, int]:
 
     for route in ("/api/tasks", "/api/tasks/{task_id}", "/api/tasks/{task_id}/complete", "/api/auth/login"):
         for method in ("GET", "POST", "PATCH", "DELETE"):
-            m.HTTP_DURATION.labels(route, method).observe(0.01)
-            for status in ("200", "201", "204", "401", "404", "422"):
-                m.HTTP_REQUESTS.labels(route, method, status).inc()
+            for status in (200, 201, 204, 401, 404, 422):
+                series = m.HTTP_SERIES.get(route, method)
+                series.started()
+                series.finished(status, 0.01)
     for kind in ("created", "updated", "completed", "deleted"):
         m.EVENTS_PUBLISHED.labels("task-events", f"com.todo.task.{kind}").inc()
         m.EVENT_PROCESSING.labels("task-events", f"com.todo.task.{kind}").observe(0.01)

@@ -73,3 +73,45 @@ async def test_request_context_middleware_records_the_metrics_it_is_given():
     assert _value("todo_http_request_duration_seconds_bucket", le="10.0", **labels) == 2
     other = {"route": "/context/{item}", "method": "other", "status": "405"}
     assert _value("todo_http_requests_total", **other) == 1  # any method token: one bounded label
+
+
+def test_the_http_series_expose_what_prometheus_clients_own_histogram_and_counter_would():
+    """RouteSeries counts in plain numbers; the exposition must match the library's own metrics fed
+    the same observations (bucket bounds inclusive, cumulative counts, sum, per-status counters)."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram
+    from todo.common.metrics import _LATENCY_BUCKETS, HttpSeries
+
+    ours = HttpSeries()
+    reference = CollectorRegistry()
+    requests = Counter(
+        "todo_http_requests", "HTTP requests handled", ["route", "method", "status"], registry=reference
+    )
+    duration = Histogram(
+        "todo_http_request_duration_seconds",
+        "HTTP request latency",
+        ["route", "method"],
+        buckets=_LATENCY_BUCKETS,
+        registry=reference,
+    )
+    observations = [(200, 0.005), (200, 0.0051), (404, 0.1), (200, 10.0), (500, 42.0), (200, 0.0)]
+    series = ours.get("/api/tasks/{task_id}", "GET")
+    for status, seconds in observations:
+        series.started()
+        series.finished(status, seconds)
+        requests.labels("/api/tasks/{task_id}", "GET", str(status)).inc()
+        duration.labels("/api/tasks/{task_id}", "GET").observe(seconds)
+    ours.get("/api/tasks/{task_id}", "DELETE").started()  # in flight, summed per route
+
+    def samples(collector) -> set[tuple[str, tuple, float]]:  # noqa: ANN001 - any collector
+        return {
+            (s.name, tuple(sorted(s.labels.items())), s.value)
+            for family in collector.collect()
+            for s in family.samples
+            if not s.name.endswith("_created")
+        }
+
+    exposed = samples(ours)
+    get = {s for s in exposed if ("method", "GET") in s[1]}
+    assert get == samples(reference)
+    in_flight = {s for s in exposed if s[0] == "todo_http_requests_in_flight"}
+    assert in_flight == {("todo_http_requests_in_flight", (("route", "/api/tasks/{task_id}"),), 1)}

@@ -121,10 +121,9 @@ def event_extensions() -> dict[str, str]:
     ext: dict[str, str] = {}
     trace = trace_var.get()
     if trace is not None:
-        ext["traceparent"] = trace.traceparent
         # Dapr rewrites ``traceparent`` with a span of the publish call (on a bulk publish, one
-        # call for many events); this copy keeps the trace of the change that caused the event.
-        ext[ORIGIN_TRACEPARENT] = trace.traceparent
+        # call for many events); the copy keeps the trace of the change that caused the event.
+        ext["traceparent"] = ext[ORIGIN_TRACEPARENT] = trace.traceparent
     rid = request_id_var.get()
     if rid:
         ext["requestid"] = rid

@@ -5,25 +5,26 @@ No label ever holds a user, task, event or request id. ``route`` is the route te
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from itertools import accumulate
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import Scope
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# The HTTP series (todo_http_requests_total, todo_http_request_duration_seconds,
+# todo_http_requests_in_flight) are counted per request by RouteSeries and exposed by HttpSeries below.
 _EVENT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
-
-HTTP_REQUESTS = Counter("todo_http_requests_total", "HTTP requests handled", ["route", "method", "status"])
-HTTP_DURATION = Histogram(
-    "todo_http_request_duration_seconds",
-    "HTTP request latency",
-    ["route", "method"],
-    buckets=_LATENCY_BUCKETS,
-)
-HTTP_IN_FLIGHT = Gauge("todo_http_requests_in_flight", "HTTP requests being handled", ["route"])
 
 EVENTS_PUBLISHED = Counter("todo_events_published_total", "Events published to pub/sub", ["topic", "type"])
 EVENTS_PUBLISH_FAILED = Counter(
@@ -116,42 +117,83 @@ def route_template(app: Any, scope: Scope) -> str:
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
-#: Requests in flight per route template, for every app of the process. HTTP_IN_FLIGHT reads them
-#: when scraped: a plain count per request instead of two locked gauge updates (the event loop
-#: is the only writer).
-_in_flight: dict[str, list[int]] = {}
-
-
-def _in_flight_count(route: str) -> list[int]:
-    count = _in_flight.get(route)
-    if count is None:
-        count = _in_flight[route] = [0]
-        HTTP_IN_FLIGHT.labels(route).set_function(lambda: count[0])
-    return count
-
 
 class RouteSeries:
-    """The labelled series of one route template and method, looked up once: prometheus_client's
-    labels() takes a lock and builds a key on every call."""
+    """The HTTP series of one route template and method, kept as plain numbers.
 
-    __slots__ = ("duration", "in_flight", "method", "requests", "route")
+    prometheus_client's Counter and Histogram take a lock and walk several calls per update; the
+    event loop is the only writer here, so each request adds to a few numbers and HttpSeries turns
+    them into the usual families when scraped (docs/performance.md)."""
+
+    __slots__ = ("buckets", "in_flight", "method", "requests", "route", "seconds")
 
     def __init__(self, route: str, method: str) -> None:
         self.route, self.method = route, method
-        self.in_flight = _in_flight_count(route)
-        self.duration = HTTP_DURATION.labels(route, method)
-        self.requests: dict[int, Any] = {}  # status -> counter child
+        self.in_flight = 0
+        self.buckets = [0] * (len(_LATENCY_BUCKETS) + 1)  # per bucket (not cumulative), +Inf last
+        self.seconds = 0.0
+        self.requests: dict[int, int] = {}  # status -> count
 
     def started(self) -> None:
-        self.in_flight[0] += 1
+        self.in_flight += 1
 
     def finished(self, status: int, seconds: float) -> None:
-        self.in_flight[0] -= 1
-        self.duration.observe(seconds)
-        requests = self.requests.get(status)
-        if requests is None:
-            requests = self.requests[status] = HTTP_REQUESTS.labels(self.route, self.method, str(status))
-        requests.inc()
+        self.in_flight -= 1
+        self.seconds += seconds
+        self.buckets[bisect_left(_LATENCY_BUCKETS, seconds)] += 1  # le is inclusive
+        requests = self.requests
+        requests[status] = requests.get(status, 0) + 1
+
+
+class HttpSeries:
+    """A prometheus_client collector: requests total, latency histogram and in-flight gauge of every
+    RouteSeries of the process (one per route template and method)."""
+
+    def __init__(self) -> None:
+        self.by_route: dict[tuple[str, str], RouteSeries] = {}
+
+    def get(self, route: str, method: str) -> RouteSeries:
+        series = self.by_route.get((route, method))
+        if series is None:
+            series = self.by_route[(route, method)] = RouteSeries(route, method)
+        return series
+
+    def describe(self) -> list[Metric]:
+        return list(self._families([]))
+
+    def collect(self) -> list[Metric]:
+        return list(self._families(list(self.by_route.values())))
+
+    @staticmethod
+    def _families(all_series: list[RouteSeries]) -> tuple[Metric, ...]:
+        requests = CounterMetricFamily(
+            "todo_http_requests", "HTTP requests handled", labels=["route", "method", "status"]
+        )
+        duration = HistogramMetricFamily(
+            "todo_http_request_duration_seconds", "HTTP request latency", labels=["route", "method"]
+        )
+        in_flight = GaugeMetricFamily(
+            "todo_http_requests_in_flight", "HTTP requests being handled", labels=["route"]
+        )
+        in_flight_by_route: dict[str, int] = {}
+        for series in all_series:
+            for status, count in list(series.requests.items()):
+                requests.add_metric([series.route, series.method, str(status)], count)
+            cumulative = list(accumulate(series.buckets))
+            duration.add_metric(
+                [series.route, series.method],
+                list(zip(_BUCKET_LABELS, cumulative, strict=True)),
+                series.seconds,
+            )
+            in_flight_by_route[series.route] = in_flight_by_route.get(series.route, 0) + series.in_flight
+        for route, count in in_flight_by_route.items():
+            in_flight.add_metric([route], count)
+        return requests, duration, in_flight
+
+
+_BUCKET_LABELS = (*map(str, _LATENCY_BUCKETS), "+Inf")  # as prometheus_client writes them: "1.0", "0.005"
+HTTP_SERIES = HttpSeries()
+REGISTRY.register(HTTP_SERIES)
 
 
 class HttpMetrics:
@@ -166,7 +208,6 @@ class HttpMetrics:
     def __init__(self, router_app: Any = None) -> None:
         self.router_app = router_app
         self._by_path: dict[tuple[str, str], RouteSeries] = {}
-        self._by_route: dict[tuple[str, str], RouteSeries] = {}  # (template, method label) -> series
 
     def series(self, scope: Scope) -> RouteSeries:
         key = (scope["method"], scope["path"])
@@ -174,9 +215,7 @@ class HttpMetrics:
         if series is None:
             route = route_template(self.router_app or scope.get("app"), scope)
             method = key[0] if key[0] in _METHODS else "other"  # any token is a valid HTTP method
-            series = self._by_route.get((route, method))
-            if series is None:
-                series = self._by_route[(route, method)] = RouteSeries(route, method)
+            series = HTTP_SERIES.get(route, method)
             if len(self._by_path) >= self._PATH_CACHE_SIZE:
                 self._by_path.clear()
             self._by_path[key] = series
