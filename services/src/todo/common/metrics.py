@@ -21,9 +21,10 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import Scope
 
-_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # The HTTP series (todo_http_requests_total, todo_http_request_duration_seconds,
 # todo_http_requests_in_flight) are counted per request by RouteSeries and exposed by HttpSeries below.
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BUCKET_LABELS = (*map(str, _LATENCY_BUCKETS), "+Inf")  # as prometheus_client writes them: "1.0", "0.005"
 _EVENT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 EVENTS_PUBLISHED = Counter("todo_events_published_total", "Events published to pub/sub", ["topic", "type"])
@@ -158,14 +159,8 @@ class HttpSeries:
             series = self.by_route[(route, method)] = RouteSeries(route, method)
         return series
 
-    def describe(self) -> list[Metric]:
-        return list(self._families([]))
-
     def collect(self) -> list[Metric]:
-        return list(self._families(list(self.by_route.values())))
-
-    @staticmethod
-    def _families(all_series: list[RouteSeries]) -> tuple[Metric, ...]:
+        """Also what the registry reads for the names at registration (no ``describe``): then empty."""
         requests = CounterMetricFamily(
             "todo_http_requests", "HTTP requests handled", labels=["route", "method", "status"]
         )
@@ -176,7 +171,7 @@ class HttpSeries:
             "todo_http_requests_in_flight", "HTTP requests being handled", labels=["route"]
         )
         in_flight_by_route: dict[str, int] = {}
-        for series in all_series:
+        for series in list(self.by_route.values()):
             for status, count in list(series.requests.items()):
                 requests.add_metric([series.route, series.method, str(status)], count)
             cumulative = list(accumulate(series.buckets))
@@ -188,10 +183,9 @@ class HttpSeries:
             in_flight_by_route[series.route] = in_flight_by_route.get(series.route, 0) + series.in_flight
         for route, count in in_flight_by_route.items():
             in_flight.add_metric([route], count)
-        return requests, duration, in_flight
+        return [requests, duration, in_flight]
 
 
-_BUCKET_LABELS = (*map(str, _LATENCY_BUCKETS), "+Inf")  # as prometheus_client writes them: "1.0", "0.005"
 HTTP_SERIES = HttpSeries()
 REGISTRY.register(HTTP_SERIES)
 
