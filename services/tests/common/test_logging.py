@@ -134,3 +134,31 @@ def test_structlog_and_stdlib_lines_share_one_writer_whatever_the_stream():
     assert [line["message"] for line in _lines(first)] == ["one"]
     written = second.buffer.getvalue().decode().splitlines()
     assert [json.loads(line)["message"] for line in written] == ["two", "three"]
+
+
+def test_the_access_line_is_the_line_the_chain_writes_for_the_same_request():
+    """write_access_line skips structlog's bound-logger call: its bytes must stay the chain's, field
+    for field and in order, redaction and bound context included."""
+    from todo.common.logging import ACCESS_LOGGER, write_access_line
+
+    stream = io.StringIO()
+    configure_logging("backend", "INFO", stream=stream)
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
+    try:
+        bind_request("req-9", trace_from_traceparent(None))
+        bind(user_id="u-9", path="/bound")  # a bound key the call also sets: the call's value wins
+        for method, path, status in (("GET", f"/reset/{jwt}", 200), ("POST", "/api/tasks", 422)):
+            write_access_line(method, path, status, 1.25)
+            get_logger(ACCESS_LOGGER).info("request", method=method, path=path, status=status, duration_ms=1.25)
+        configure_logging("backend", "WARNING", stream=stream)
+        write_access_line("GET", "/x", 200, 1.0)  # below the level: no line
+    finally:
+        clear_log_context()
+    lines = _lines(stream)
+    assert len(lines) == 4
+    for ours, chains in zip(lines[::2], lines[1::2], strict=True):
+        ours.pop("timestamp"), chains.pop("timestamp")
+        assert list(ours.items()) == list(chains.items())
+    assert jwt not in stream.getvalue() and lines[0]["path"] == "/reset/[REDACTED]"
+    assert lines[0]["logger"] == ACCESS_LOGGER and lines[2]["path"] == "/api/tasks"
+    assert lines[0]["user_id"] == "u-9" and lines[0]["request_id"] == "req-9"

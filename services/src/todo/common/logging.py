@@ -8,7 +8,9 @@ Secrets are redacted before rendering.
 Every line goes through one structlog processor chain (``PROCESSORS``) ending in orjson bytes,
 structlog's documented fast path (``JSONRenderer(serializer=orjson.dumps)`` with a
 ``BytesLogger``); stdlib records (uvicorn, SQLAlchemy) are run through the same chain by
-``StdlibRecords`` and written by the same logger, under its one lock.
+``StdlibRecords`` and written by the same logger, under its one lock. The access line of every
+HTTP request is assembled from the chain's own pieces by ``write_access_line`` (a test holds it to
+the chain's bytes): the chain's generic path was half of that line's cost.
 """
 
 from __future__ import annotations
@@ -72,17 +74,27 @@ def drop_below_level(_logger: Any, method: str, event_dict: dict[str, Any]) -> d
     return event_dict
 
 
+def _line_head(level: str, logger_name: str, message: str, service: str | None = None) -> dict[str, Any]:
+    """The contract's fields every line starts with, in their order (``message`` already redacted)."""
+    return {
+        "timestamp": _timestamp(),
+        "level": level,
+        "service": _service_name if service is None else service,
+        "logger": logger_name,
+        "message": message,
+    }
+
+
 def contract_fields(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """The contract's fields first, then the call's (their exceptions as ``error``), all redacted."""
     if "exc_info" in event_dict or "error" in event_dict:
         _error_fields(event_dict)
-    line: dict[str, Any] = {
-        "timestamp": _timestamp(),
-        "level": _LEVEL_NAMES.get(method, method),
-        "service": event_dict.pop("service", _service_name),
-        "logger": event_dict.pop("logger", getattr(logger, "name", None) or "todo"),
-        "message": redact_text(str(event_dict.pop("event", ""))),
-    }
+    line = _line_head(
+        _LEVEL_NAMES.get(method, method),
+        event_dict.pop("logger", getattr(logger, "name", None) or "todo"),
+        redact_text(str(event_dict.pop("event", ""))),
+        event_dict.pop("service", _service_name),
+    )
     for key in ("timestamp", "level", "message"):
         event_dict.pop(key, None)
     for key, value in event_dict.items():
@@ -98,12 +110,8 @@ def bound_context(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dic
     return event_dict
 
 
-PROCESSORS: list[Any] = [
-    drop_below_level,
-    contract_fields,
-    bound_context,
-    structlog.processors.JSONRenderer(serializer=orjson.dumps, default=str),
-]
+_RENDERER = structlog.processors.JSONRenderer(serializer=orjson.dumps, default=str)
+PROCESSORS: list[Any] = [drop_below_level, contract_fields, bound_context, _RENDERER]
 
 
 def render_line(logger: Any, method: str, event_dict: dict[str, Any]) -> bytes:
@@ -137,6 +145,27 @@ class _Output:
 
 _output = _Output()
 _lines = structlog.BytesLogger(_output)  # type: ignore[arg-type]  # write/flush is all it needs
+
+
+ACCESS_LOGGER = "todo.access"
+
+
+def write_access_line(method: str, path: str, status: int, duration_ms: float) -> None:
+    """The one line per HTTP request (RequestContextMiddleware): the bytes the chain would write for
+    ``get_logger(ACCESS_LOGGER).info("request", method=…, path=…, status=…, duration_ms=…)``, built
+    from the same pieces (head, redaction, bound context, renderer) without structlog's bound-logger
+    call and the generic field loop. Counted per create in the running server (callgrind,
+    docs/performance.md) the chain took 74k instructions for this line and this takes 40k: a
+    quarter of the request context's cost, the one line every request writes."""
+    if _min_level > logging.INFO:
+        return
+    line = _line_head("info", ACCESS_LOGGER, "request")
+    line["method"] = redact_text(method)
+    line["path"] = redact_text(path)
+    line["status"] = status
+    line["duration_ms"] = duration_ms
+    rendered = _RENDERER(None, "info", bound_context(None, "info", line))
+    _lines.msg(rendered)  # type: ignore[arg-type]  # orjson renders bytes
 
 
 class StdlibRecords(logging.Handler):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -11,11 +10,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from todo.common.auth import token_matches
 from todo.common.context import bind_request, clean_request_id, trace_from_traceparent
 from todo.common.errors import problem_response
-from todo.common.logging import get_logger
+from todo.common.logging import write_access_line
 from todo.common.metrics import HttpMetrics
 
 _QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-_access_log = get_logger("todo.access")
 
 
 class RequestContextMiddleware:
@@ -29,9 +27,6 @@ class RequestContextMiddleware:
         self.app = app
         self.access_log = access_log
         self.metrics = metrics
-        # The assembled logger, reused as structlog advises for frequent logging (the module's
-        # proxy assembles it on each call); taken at the first line, when logging is configured.
-        self._access_log: Any = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,14 +57,11 @@ class RequestContextMiddleware:
                 series.finished(status, elapsed_ns / 1e9)
             path = scope.get("path", "")
             if self.access_log and (path not in _QUIET_PATHS or status >= 400):
-                if self._access_log is None:
-                    self._access_log = _access_log.bind()
-                self._access_log.info(
-                    "request",
-                    method=scope.get("method", ""),
-                    path=path,
-                    status=status,
-                    duration_ms=(elapsed_ns + 5_000) // 10_000 / 100,  # rounded to 10 µs
+                write_access_line(
+                    scope.get("method", ""),
+                    path,
+                    status,
+                    (elapsed_ns + 5_000) // 10_000 / 100,  # 10 µs
                 )
 
 
