@@ -231,6 +231,25 @@ async def interleaved(
     return results
 
 
+def _check_connection_budget(dsn: str, args: argparse.Namespace, pool_size: int) -> None:
+    """Stop before starting servers if their pools would together pass PostgreSQL's connection limit
+    (the last rows would fail their requests and the table would show errors, not throughput)."""
+    import psycopg
+
+    with psycopg.connect(dsn, connect_timeout=10) as conn:
+        limit = int(conn.execute("SHOW max_connections").fetchone()[0])
+        reserved = int(conn.execute("SHOW superuser_reserved_connections").fetchone()[0])
+    backends_at_pool_size = 2 + len(args.compare)  # instrumented, off, each compared tree
+    needed = args.instances * (backends_at_pool_size * pool_size + DEFAULT_POOL_SIZE) + pool_size  # + floor
+    available = limit - reserved - 2  # this check's and the migration's own connections
+    if needed > available:
+        raise SystemExit(
+            f"bench/backend/run.py: the servers would open {needed} database connections and PostgreSQL "
+            f"allows {available} here (max_connections {limit}); lower --instances, --pool-size or the "
+            "number of --compare trees"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=12.0, help="per server and operation, in all")
@@ -271,6 +290,7 @@ def main() -> None:
     servers: list[Server] = []
     try:
         dsn = pg.create_database("bench_backend")
+        _check_connection_budget(dsn, args, pool_size)
         upgrade("backend", dsn)
         common_env = {
             "DATABASE_URL": dsn,
@@ -394,10 +414,22 @@ def render(results: dict[str, dict], idle_rss: float, args: argparse.Namespace) 
     ]
     others = [f"backend ({spec.partition('=')[0]})" for spec in args.compare]
     if others:
-        lines += ["", "| create throughput | " + " | ".join(others) + " |", "|---|" + "---|" * len(others)]
+        columns = ["backend", "backend (instrumentation off)", *others]
+        lines += [
+            "",
+            "| compared tree: create throughput / … (server CPU per create, … / tree) | "
+            + " | ".join(columns)
+            + " |",
+            "|---|" + "---|" * len(columns),
+        ]
         for name in others:
-            ratios = [results[name]["create"]["rps"] / results[o]["create"]["rps"] for o in others]
-            lines.append(f"| {name} / … | " + " | ".join(f"{r:.3f}" for r in ratios) + " |")
+            mine = results[name]["create"]
+            cells = [
+                f"{mine['rps'] / results[o]['create']['rps']:.3f} "
+                f"({results[o]['create']['cpu_ms'] / mine['cpu_ms']:.3f})"
+                for o in columns
+            ]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "What the backend does per request that the floor does not: JWT verification (remembered per",
