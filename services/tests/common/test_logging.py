@@ -149,7 +149,9 @@ def test_the_access_line_is_the_line_the_chain_writes_for_the_same_request():
         bind(user_id="u-9", path="/bound")  # a bound key the call also sets: the call's value wins
         for method, path, status in (("GET", f"/reset/{jwt}", 200), ("POST", "/api/tasks", 422)):
             write_access_line(method, path, status, 1.25)
-            get_logger(ACCESS_LOGGER).info("request", method=method, path=path, status=status, duration_ms=1.25)
+            get_logger(ACCESS_LOGGER).info(
+                "request", method=method, path=path, status=status, duration_ms=1.25
+            )
         configure_logging("backend", "WARNING", stream=stream)
         write_access_line("GET", "/x", 200, 1.0)  # below the level: no line
     finally:
