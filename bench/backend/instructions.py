@@ -31,7 +31,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from run import OPERATIONS, PY, ROOT, _json, _raw, _request, free_port
+from run import OPERATIONS, PY, ROOT, _json, _raw, _request, backend_env, free_port
 
 ACCOUNT = {"email": "instructions@example.com", "password": "bench-password"}
 
@@ -134,12 +134,7 @@ def main() -> None:
         upgrade("backend", dsn)
         base = {
             **os.environ,
-            "DATABASE_URL": dsn,
-            "JWT_SECRET": "bench-secret-" + "x" * 32,
-            "OUTBOX_RELAY": "false",
-            "LOG_LEVEL": "INFO",
-            "DAPR_HTTP_PORT": "9",
-            "APP_API_TOKEN": "bench-app-token-" + "x" * 16,
+            **backend_env(dsn),
             "DB_POOL_SIZE": str(args.clients),
             "PYTHONHASHSEED": "0",  # the same dict layouts in every server
         }

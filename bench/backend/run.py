@@ -59,6 +59,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def backend_env(dsn: str) -> dict[str, str]:
+    """The settings every benchmarked backend runs with: no relay (no sidecar), INFO logs."""
+    return {
+        "DATABASE_URL": dsn,
+        "JWT_SECRET": "bench-secret-" + "x" * 32,
+        "OUTBOX_RELAY": "false",
+        "LOG_LEVEL": "INFO",
+        "DAPR_HTTP_PORT": "9",
+        "APP_API_TOKEN": "bench-app-token-" + "x" * 16,
+    }
+
+
 def rss_mb(pid: int) -> float:
     text = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"VmRSS:\s+(\d+)", text).group(1)) / 1024
@@ -292,14 +304,7 @@ def main() -> None:
         dsn = pg.create_database("bench_backend")
         _check_connection_budget(dsn, args, pool_size)
         upgrade("backend", dsn)
-        common_env = {
-            "DATABASE_URL": dsn,
-            "JWT_SECRET": "bench-secret-" + "x" * 32,
-            "OUTBOX_RELAY": "false",
-            "LOG_LEVEL": "INFO",
-            "DAPR_HTTP_PORT": "9",
-            "APP_API_TOKEN": "bench-app-token-" + "x" * 16,
-        }
+        common_env = backend_env(dsn)
 
         def backend(name: str, instrumentation: bool, pool: int, source: str | None = None) -> list[Server]:
             """``--instances`` processes of one row (started one by one, so no two share a port)."""
