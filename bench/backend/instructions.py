@@ -31,7 +31,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from run import OPERATIONS, PY, ROOT, _json, _raw, _request, backend_env, free_port
+from run import OPERATIONS, PY, ROOT, Server, _json, _raw, _request, backend_env, free_port
 
 ACCOUNT = {"email": "instructions@example.com", "password": "bench-password"}
 
@@ -149,7 +149,7 @@ def main() -> None:
                 "INSTRUMENTATION": "true",
                 "PYTHONPATH": str(Path(source).resolve()),
             }
-        _register(dsn, base)
+        _register(base)
         with (
             tempfile.TemporaryDirectory(prefix="bench-instructions-") as tmp,
             ThreadPoolExecutor(len(servers)) as pool,
@@ -171,23 +171,16 @@ def main() -> None:
     print(f"  instrumentation: {on - off:,} instructions per create; not / instrumented {off / on:.3f}")
 
 
-def _register(dsn: str, env: dict[str, str]) -> None:
+def _register(env: dict[str, str]) -> None:
     """The account every server logs in with, made by one native server (argon2 under callgrind
     would take minutes)."""
     port = free_port()
-    proc = subprocess.Popen(
-        [str(Path(PY).parent / "todo-service"), "backend"],
-        env={**env, "PORT": str(port)},
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    argv = [str(Path(PY).parent / "todo-service"), "backend"]
+    server = Server("registering server", argv, {**env, "PORT": str(port)}, port, ROOT)
     try:
-        _wait_for_port(proc, port, "registering server")
         asyncio.run(_json(port, "POST", "/api/auth/register", ACCOUNT))
     finally:
-        proc.terminate()
-        proc.wait(30)
+        server.stop()
 
 
 if __name__ == "__main__":
