@@ -27,7 +27,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -62,21 +61,6 @@ async def _creates(port: int, token: str, count: int, clients: int) -> None:
     await asyncio.gather(*(client() for _ in range(clients)))
 
 
-def _wait_for_port(proc: subprocess.Popen, port: int, name: str) -> None:
-    import socket
-
-    deadline = time.monotonic() + 600  # Python's start-up under callgrind takes a minute or more
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode} (see its .log)") from None
-            time.sleep(1)
-    raise RuntimeError(f"{name} did not start")
-
-
 def measure(name: str, env: dict[str, str], out_dir: Path, args: argparse.Namespace) -> int:
     """Instructions of ``args.requests`` creates served by one server under callgrind."""
     port = free_port()
@@ -90,20 +74,17 @@ def measure(name: str, env: dict[str, str], out_dir: Path, args: argparse.Namesp
         "backend",
     ]
     with open(f"{out}.log", "w") as log:
-        proc = subprocess.Popen(
-            argv, env={**env, "PORT": str(port)}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log
-        )
+        # Python's start-up under callgrind takes a minute or more
+        server = Server(name, argv, {**env, "PORT": str(port)}, port, ROOT, stderr=log, start_seconds=600)
     try:
-        _wait_for_port(proc, port, name)
         token = asyncio.run(_json(port, "POST", "/api/auth/login", ACCOUNT))["access_token"]
         asyncio.run(_creates(port, token, args.warm_up, args.clients))
         control = _require("callgrind_control")
-        subprocess.run([control, "--zero", str(proc.pid)], check=True, capture_output=True)
+        subprocess.run([control, "--zero", str(server.proc.pid)], check=True, capture_output=True)
         asyncio.run(_creates(port, token, args.requests, args.clients))
-        subprocess.run([control, "--dump", str(proc.pid)], check=True, capture_output=True)
+        subprocess.run([control, "--dump", str(server.proc.pid)], check=True, capture_output=True)
     finally:
-        proc.terminate()
-        proc.wait(120)
+        server.stop()
     dump = Path(f"{out}.1")  # the first dump after zeroing; the exit writes the rest to ``out``
     summary = re.search(r"^summary: (\d+)", dump.read_text(), re.M)
     if summary is None:

@@ -41,6 +41,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -77,17 +78,26 @@ def rss_mb(pid: int) -> float:
 
 
 class Server:
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], port: int, cwd: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        port: int,
+        cwd: Path,
+        stderr: Any = subprocess.DEVNULL,
+        start_seconds: float = 180,  # a loaded machine starts a server slowly
+    ) -> None:
         self.name, self.port = name, port
         self.proc = subprocess.Popen(
             argv,
             env={**os.environ, **env},
             cwd=cwd,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=stderr,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 180  # a loaded machine starts a server slowly
+        deadline = time.monotonic() + start_seconds
         while time.monotonic() < deadline:
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.5):
